@@ -279,12 +279,11 @@ mod tests {
         let c = PoolConfig {
             classes: vec![SizeClass {
                 size: 64,
-                count: 1 << 24,
+                count: (1 << 24) + 1,
             }],
-            growth: Growth::Chunks { max_chunks: 256 },
             ..PoolConfig::default()
         };
-        assert!(c.layout().is_err());
+        assert!(c.layout().unwrap_err().to_string().contains("count"));
     }
 
     #[test]

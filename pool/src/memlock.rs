@@ -69,9 +69,9 @@ pub fn memlock_limit() -> Option<u64> {
     Some(r.rlim_cur)
 }
 
-/// Whether `CAP_IPC_LOCK` is in the process's effective capability set.
+/// Whether `CAP_IPC_LOCK` is in the calling thread's effective capability set.
 pub fn has_cap_ipc_lock() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
         return false;
     };
     status

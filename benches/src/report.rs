@@ -1,0 +1,310 @@
+//! Rows, the human table and the JSON array.
+//!
+//! A suite hands back a [`SuiteReport`]: one [`Row`] per measured case, plus the cases it
+//! could not measure and why ([`Dropped`]). A row holds ours and every peer that ran, each
+//! as a [`Summary`] of its trials; a peer that could not run is named with its reason and
+//! never given a number.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::machine::Machine;
+use crate::stats::Summary;
+
+/// One measured case: ours beside the peers, all from the same run.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The suite name (`pool`, `wal`, ...).
+    pub suite: &'static str,
+    /// What was measured, in words a reader understands.
+    pub case: String,
+    /// The unit of the figures, e.g. `ns/pair` or `records/s`.
+    pub metric: &'static str,
+    /// Whether a larger figure is better.
+    pub higher_is_better: bool,
+    /// Our trials.
+    pub ours: Summary,
+    /// Every peer that ran, keyed by a name a reader understands, in display order.
+    pub peers: Vec<(String, Summary)>,
+    /// Peers that could not run, with the reason.
+    pub peers_not_run: Vec<(String, String)>,
+    /// Lines a reader needs to judge the figures (backings, reservations, ...).
+    pub notes: Vec<String>,
+}
+
+impl Row {
+    /// How many times better ours is than `peer` (above 1: ours is better), from the
+    /// medians.
+    pub fn advantage(&self, peer: &Summary) -> f64 {
+        if self.higher_is_better {
+            self.ours.median / peer.median
+        } else {
+            peer.median / self.ours.median
+        }
+    }
+}
+
+/// A case a suite meant to measure and could not, with the reason. It gets no row.
+#[derive(Clone, Debug)]
+pub struct Dropped {
+    /// The case name.
+    pub case: String,
+    /// Why it was not measured.
+    pub reason: String,
+}
+
+/// Everything one suite produced.
+#[derive(Clone, Debug)]
+pub struct SuiteReport {
+    /// The suite name.
+    pub suite: &'static str,
+    /// Measured cases.
+    pub rows: Vec<Row>,
+    /// Cases that could not be measured.
+    pub dropped: Vec<Dropped>,
+}
+
+/// Formats a figure with about four significant digits.
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 10_000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn spread(s: &Summary) -> String {
+    if s.trials == 1 {
+        "(1 trial)".to_string()
+    } else {
+        format!(
+            "(p25 {} .. p75 {}, min {} .. max {}, {} trials)",
+            num(s.p25),
+            num(s.p75),
+            num(s.min),
+            num(s.max),
+            s.trials
+        )
+    }
+}
+
+/// The human table for `reports`, with the machine on top.
+pub fn table(machine: &Machine, reports: &[SuiteReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{machine}");
+    for rep in reports {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "== suite {} ==", rep.suite);
+        let width = rep
+            .rows
+            .iter()
+            .flat_map(|r| r.peers.iter().map(|(n, _)| n.len()))
+            .chain(std::iter::once(4))
+            .max()
+            .unwrap_or(4);
+        for r in &rep.rows {
+            let better = if r.higher_is_better {
+                "higher"
+            } else {
+                "lower"
+            };
+            let _ = writeln!(out);
+            let _ = writeln!(out, "{}  [{}, {better} is better]", r.case, r.metric);
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>10}  {}",
+                "ours",
+                num(r.ours.median),
+                spread(&r.ours)
+            );
+            for (name, s) in &r.peers {
+                let adv = r.advantage(s);
+                let verdict = if adv >= 1.0 {
+                    format!("ours is {}x better", num(adv))
+                } else {
+                    format!("ours is {}x worse", num(1.0 / adv))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {name:<width$}  {:>10}  {}  -> {verdict}",
+                    num(s.median),
+                    spread(s)
+                );
+            }
+            for (name, why) in &r.peers_not_run {
+                let _ = writeln!(out, "  {name:<width$}  not run: {why}");
+            }
+            for n in &r.notes {
+                let _ = writeln!(out, "  note: {n}");
+            }
+        }
+        for d in &rep.dropped {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "{}  NOT MEASURED: {}", d.case, d.reason);
+        }
+        if rep.rows.is_empty() && rep.dropped.is_empty() {
+            let _ = writeln!(out, "(no cases)");
+        }
+    }
+    out
+}
+
+/// One JSON object per measured case. The first six keys are the contract of
+/// `shared/BENCHMARKS.md`; the rest help a reader judge the figures.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    suite: &'a str,
+    case: &'a str,
+    metric: &'a str,
+    higher_is_better: bool,
+    /// Our median.
+    ours: f64,
+    /// Each peer's median.
+    peers: BTreeMap<&'a str, f64>,
+    /// Per peer, how many times better ours is (peer/ours when lower is better, ours/peer
+    /// when higher is better), from the medians.
+    ours_advantage: BTreeMap<&'a str, f64>,
+    /// Every side's spread across trials.
+    spread: JsonSpread<'a>,
+    /// Trials of ours (peers ran the same number, interleaved).
+    trials: usize,
+    peers_not_run: BTreeMap<&'a str, &'a str>,
+    notes: &'a [String],
+    machine: &'a Machine,
+}
+
+#[derive(Serialize)]
+struct JsonSpread<'a> {
+    ours: Summary,
+    peers: BTreeMap<&'a str, Summary>,
+}
+
+/// The JSON rows for `reports`, keys in the contract's order.
+fn json_rows<'a>(machine: &'a Machine, reports: &'a [SuiteReport]) -> Vec<JsonRow<'a>> {
+    reports
+        .iter()
+        .flat_map(|rep| rep.rows.iter())
+        .map(|r| JsonRow {
+            suite: r.suite,
+            case: &r.case,
+            metric: r.metric,
+            higher_is_better: r.higher_is_better,
+            ours: r.ours.median,
+            peers: r
+                .peers
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.median))
+                .collect(),
+            ours_advantage: r
+                .peers
+                .iter()
+                .map(|(n, s)| (n.as_str(), r.advantage(s)))
+                .collect(),
+            spread: JsonSpread {
+                ours: r.ours,
+                peers: r.peers.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
+            },
+            trials: r.ours.trials,
+            peers_not_run: r
+                .peers_not_run
+                .iter()
+                .map(|(n, w)| (n.as_str(), w.as_str()))
+                .collect(),
+            notes: &r.notes,
+            machine,
+        })
+        .collect()
+}
+
+/// The JSON array for `reports`, pretty-printed, one object per measured case.
+pub fn json_text(machine: &Machine, reports: &[SuiteReport]) -> String {
+    let mut text = serde_json::to_string_pretty(&json_rows(machine, reports))
+        .expect("rows are plain data and always serialize");
+    text.push('\n');
+    text
+}
+
+/// Writes the JSON array for `reports` to `path`.
+pub fn write_json(path: &Path, machine: &Machine, reports: &[SuiteReport]) -> std::io::Result<()> {
+    std::fs::write(path, json_text(machine, reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Trials;
+
+    fn summary(xs: &[f64]) -> Summary {
+        let mut t = Trials::new();
+        xs.iter().for_each(|&x| t.push(x));
+        t.summary().unwrap()
+    }
+
+    fn report() -> SuiteReport {
+        SuiteReport {
+            suite: "pool",
+            rows: vec![Row {
+                suite: "pool",
+                case: "alloc+free 4 KiB".into(),
+                metric: "ns/pair",
+                higher_is_better: false,
+                ours: summary(&[2.0, 3.0, 4.0]),
+                peers: vec![("std".into(), summary(&[12.0]))],
+                peers_not_run: vec![("other".into(), "not installed".into())],
+                notes: vec!["a note".into()],
+            }],
+            dropped: vec![Dropped {
+                case: "gone".into(),
+                reason: "no pages".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn json_has_the_contract_keys() {
+        let m = Machine::read();
+        let text = json_text(&m, &[report()]);
+        assert!(
+            text.trim_start().starts_with("[\n  {\n    \"suite\""),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let o = &v.as_array().unwrap()[0];
+        for k in [
+            "suite",
+            "case",
+            "metric",
+            "higher_is_better",
+            "ours",
+            "peers",
+            "machine",
+        ] {
+            assert!(o.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(o["ours"], 3.0);
+        assert_eq!(o["peers"]["std"], 12.0);
+        assert_eq!(o["ours_advantage"]["std"], 4.0);
+        assert!(o["peers"].get("other").is_none());
+        assert_eq!(
+            v.as_array().unwrap().len(),
+            1,
+            "dropped cases get no object"
+        );
+    }
+
+    #[test]
+    fn table_names_reasons_and_ratios() {
+        let t = table(&Machine::read(), &[report()]);
+        assert!(t.contains("ours is 4.00x better"));
+        assert!(t.contains("not run: not installed"));
+        assert!(t.contains("NOT MEASURED: no pages"));
+    }
+}
