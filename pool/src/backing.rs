@@ -206,7 +206,8 @@ fn map_hugetlb(len: usize, numa: NumaPolicy) -> Result<Mapping, String> {
         .map_anon()
         .map_err(|e| format!("mmap(MAP_HUGETLB) failed: {e}"))?;
     let ptr = NonNull::new(map.as_mut_ptr()).expect("mmap returned null");
-    let binding = numa::bind(ptr.as_ptr(), len, numa).map_err(|e| e.to_string())?;
+    // SAFETY: `ptr..ptr+len` is the hugetlb mapping just made and owned by `map`.
+    let binding = unsafe { numa::bind(ptr.as_ptr(), len, numa) }.map_err(|e| e.to_string())?;
     populate(ptr.as_ptr(), len).map_err(|e| {
         format!("prefaulting hugetlb pages failed ({e}); the bound node may be short of them")
     })?;
@@ -214,7 +215,8 @@ fn map_hugetlb(len: usize, numa: NumaPolicy) -> Result<Mapping, String> {
         ptr,
         len,
         backing: Backing::HugeTlb,
-        numa: numa::read_back(ptr.as_ptr(), len, binding),
+        // SAFETY: the same live mapping, still owned by `map`.
+        numa: unsafe { numa::read_back(ptr.as_ptr(), len, binding) },
         fallback: None,
         _map: map,
     })
@@ -237,7 +239,8 @@ fn map_small(len: usize, numa: NumaPolicy, thp: bool) -> Result<Mapping, PoolErr
         map.advise_range(memmap2::Advice::HugePage, skip, len)
             .map_err(|e| map_err("madvise(MADV_HUGEPAGE)", e))?;
     }
-    let binding = numa::bind(ptr.as_ptr(), len, numa)?;
+    // SAFETY: `ptr..ptr+len` lies inside the mapping just made and owned by `map`.
+    let binding = unsafe { numa::bind(ptr.as_ptr(), len, numa) }?;
     populate(ptr.as_ptr(), len).map_err(|e| map_err("MADV_POPULATE_WRITE prefault", e))?;
     let backing = if thp {
         Backing::TransparentHuge {
@@ -250,7 +253,8 @@ fn map_small(len: usize, numa: NumaPolicy, thp: bool) -> Result<Mapping, PoolErr
         ptr,
         len,
         backing,
-        numa: numa::read_back(ptr.as_ptr(), len, binding),
+        // SAFETY: the same live mapping, still owned by `map`.
+        numa: unsafe { numa::read_back(ptr.as_ptr(), len, binding) },
         fallback: None,
         _map: map,
     })

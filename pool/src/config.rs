@@ -273,8 +273,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("multiple of 64"));
-        let mut c = PoolConfig::default();
-        c.growth = Growth::Chunks { max_chunks: 0 };
+        let c = PoolConfig {
+            growth: Growth::Chunks { max_chunks: 0 },
+            ..PoolConfig::default()
+        };
         assert!(c.layout().unwrap_err().to_string().contains("growth cap"));
         let c = PoolConfig {
             classes: vec![SizeClass {
