@@ -384,6 +384,18 @@ impl Arena {
         out
     }
 
+    /// Chunks mapped so far. When it grows, register the new chunk's iovecs (indices
+    /// `old * iovecs_per_chunk ..`) before using its buffers in fixed-buffer operations.
+    pub fn chunk_count(&self) -> usize {
+        // SAFETY: owner thread (`Arena` is !Send/!Sync); a short read of the length.
+        unsafe { (*self.inner().chunks.get()).len() }
+    }
+
+    /// Registered iovecs in each chunk.
+    pub fn iovecs_per_chunk(&self) -> usize {
+        self.inner().iovecs_per_chunk
+    }
+
     /// Registered iovecs at the cap: the size of the sparse table to register.
     pub fn max_iovecs(&self) -> usize {
         let inner = self.inner();

@@ -166,6 +166,11 @@ pub(crate) struct ClassLayout {
 }
 
 impl PoolConfig {
+    /// Checks the configuration; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), PoolError> {
+        self.layout().map(drop)
+    }
+
     /// Checks the configuration and computes the chunk layout.
     pub(crate) fn layout(&self) -> Result<Layout, PoolError> {
         let bad = |msg: String| Err(PoolError::Config(msg));

@@ -19,6 +19,11 @@ fn cases(full: u32) -> u32 {
     }
 }
 
+/// Largest single append; Miri interprets every byte copy, so it gets small payloads.
+const MAX_APPEND: usize = if cfg!(miri) { 600 } else { 20_000 };
+/// Longest op sequence.
+const MAX_OPS: usize = if cfg!(miri) { 12 } else { 40 };
+
 fn small_config(max_chunks: usize) -> PoolConfig {
     PoolConfig {
         classes: vec![
@@ -59,7 +64,7 @@ enum ChainOp {
 
 fn chain_op() -> impl Strategy<Value = ChainOp> {
     prop_oneof![
-        4 => prop::collection::vec(any::<u8>(), 0..20_000).prop_map(ChainOp::Append),
+        4 => prop::collection::vec(any::<u8>(), 0..MAX_APPEND).prop_map(ChainOp::Append),
         1 => any::<prop::sample::Index>().prop_map(ChainOp::Split),
         1 => any::<prop::sample::Index>().prop_map(ChainOp::Advance),
         1 => any::<prop::sample::Index>().prop_map(ChainOp::Truncate),
@@ -92,7 +97,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
     #[test]
-    fn bufchain_matches_vec(ops in prop::collection::vec(chain_op(), 1..40)) {
+    fn bufchain_matches_vec(ops in prop::collection::vec(chain_op(), 1..MAX_OPS)) {
         const MAX: usize = 120_000;
         let arena = Arena::new(small_config(3)).unwrap();
         let mut chain = BufChain::new(MAX);
@@ -221,7 +226,7 @@ proptest! {
     /// Every handed-out buffer is distinct (its tag survives until it is freed), exhaustion
     /// happens exactly at the cap, remote frees come back, and nothing leaks.
     #[test]
-    fn alloc_free_sequences(ops in prop::collection::vec(pool_op(), 1..200)) {
+    fn alloc_free_sequences(ops in prop::collection::vec(pool_op(), 1..MAX_OPS * 5)) {
         let max_chunks = 2;
         let arena = Arena::new(small_config(max_chunks)).unwrap();
         let per_chunk = [16usize, 4, 2];

@@ -1,0 +1,184 @@
+//! The completion-driven handler API. Rust code implements [`Handler`]; the C ABI maps a
+//! struct of function pointers plus `void *user_data` onto the same calls one to one.
+//!
+//! Every callback runs on the core thread that owns the object it names, with a
+//! [`Ctx`](crate::Ctx) for queueing more work. Callbacks must not block: they queue
+//! operations and return, and the results come back as further callbacks.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use ringfort_pool::{BufChain, PoolBuf};
+
+use crate::ctx::Ctx;
+
+/// A core's index in the engine (0-based, in the order of [`crate::EngineConfig::cpus`]).
+pub type CoreId = usize;
+
+/// A connection: its core, its slot and a generation, so an id that outlives its
+/// connection is recognized as stale rather than reaching a newer one. Packs into a u64
+/// for the C ABI.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) core: u8,
+    pub(crate) gen: u32,
+    pub(crate) key: u32,
+}
+
+impl ConnId {
+    /// The core that owns this connection; send work for it there.
+    pub fn core(self) -> CoreId {
+        self.core as usize
+    }
+
+    /// The id as one integer (core in the top 8 bits, then 24 bits of generation, then
+    /// the 32-bit slot).
+    pub fn to_u64(self) -> u64 {
+        (self.core as u64) << 56 | ((self.gen & 0xff_ffff) as u64) << 32 | self.key as u64
+    }
+
+    /// The inverse of [`ConnId::to_u64`].
+    pub fn from_u64(v: u64) -> ConnId {
+        ConnId {
+            core: (v >> 56) as u8,
+            gen: ((v >> 32) & 0xff_ffff) as u32,
+            key: v as u32,
+        }
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conn {}:{}#{}",
+            self.core,
+            self.key,
+            self.gen & 0xff_ffff
+        )
+    }
+}
+
+/// A listener opened by [`Ctx::listen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub(crate) u32);
+
+/// A timer set by [`Ctx::timer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerId(pub(crate) u64);
+
+/// A file operation queued by one of the `Ctx::file_*` calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpId(pub(crate) u64);
+
+/// Why a connection closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side (receive returned 0).
+    PeerClosed,
+    /// The handler called [`Ctx::close`].
+    Local,
+    /// A socket error (reset, timeout, ...).
+    Error(i32),
+    /// The peer sent more unconsumed bytes than `limits.max_recv_bytes`.
+    RecvLimit,
+    /// The outbound queue crossed a limit (a subscriber or client that does not read);
+    /// the text is the limit crossed.
+    Evicted(String),
+    /// Nothing was received for `idle_timeout`.
+    IdleTimeout,
+    /// The engine is stopping.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Error(e) => {
+                write!(f, "socket error: {}", io::Error::from_raw_os_error(*e))
+            }
+            CloseReason::RecvLimit => f.write_str("receive limit reached"),
+            CloseReason::Evicted(why) => write!(f, "evicted: {why}"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::Shutdown => f.write_str("engine shutdown"),
+        }
+    }
+}
+
+/// What a file operation produced.
+#[derive(Debug)]
+pub struct FileDone {
+    /// Bytes read or written, a new file descriptor for opens, or the error.
+    pub result: io::Result<u32>,
+    /// The buffer the operation used, handed back.
+    pub buf: Option<PoolBuf>,
+    /// The token given when the operation was queued.
+    pub token: u64,
+}
+
+/// One core's application logic. The engine creates one per core, on that core's thread,
+/// from the factory given to [`crate::Engine::start`], so a handler needs no locks.
+pub trait Handler: 'static {
+    /// Messages other cores (or outside threads) send to this core.
+    type Msg: Send + 'static;
+
+    /// The core is up: open listeners, files, timers.
+    fn on_start(&mut self, cx: &mut Ctx<'_, Self::Msg>) {
+        let _ = cx;
+    }
+
+    /// A connection was accepted on `listener` (or an outbound connect completed, with
+    /// `listener` `None`).
+    fn on_open(
+        &mut self,
+        cx: &mut Ctx<'_, Self::Msg>,
+        conn: ConnId,
+        listener: Option<ListenerId>,
+        peer: Option<SocketAddr>,
+    ) {
+        let _ = (cx, conn, listener, peer);
+    }
+
+    /// Bytes arrived. `data` holds everything received and not yet consumed: take what
+    /// forms whole requests (`split_to`, `advance`) and leave the rest for next time.
+    fn on_data(&mut self, cx: &mut Ctx<'_, Self::Msg>, conn: ConnId, data: &mut BufChain);
+
+    /// The connection is gone; its id is stale from now on.
+    fn on_close(&mut self, cx: &mut Ctx<'_, Self::Msg>, conn: ConnId, reason: CloseReason) {
+        let _ = (cx, conn, reason);
+    }
+
+    /// An outbound connect failed.
+    fn on_connect_failed(&mut self, cx: &mut Ctx<'_, Self::Msg>, token: u64, err: io::Error) {
+        let _ = (cx, token, err);
+    }
+
+    /// A message from another core (`from`), or from outside the engine (`from` is
+    /// `None`).
+    fn on_message(&mut self, cx: &mut Ctx<'_, Self::Msg>, from: Option<CoreId>, msg: Self::Msg) {
+        let _ = (cx, from, msg);
+    }
+
+    /// A timer fired.
+    fn on_timer(&mut self, cx: &mut Ctx<'_, Self::Msg>, timer: TimerId, token: u64) {
+        let _ = (cx, timer, token);
+    }
+
+    /// A file operation completed.
+    fn on_file(&mut self, cx: &mut Ctx<'_, Self::Msg>, op: OpId, done: FileDone) {
+        let _ = (cx, op, done);
+    }
+
+    /// Called once per loop iteration after completions were handled, before submitting.
+    fn on_tick(&mut self, cx: &mut Ctx<'_, Self::Msg>) {
+        let _ = cx;
+    }
+
+    /// The engine is stopping: listeners are closed; finish or abandon work.
+    fn on_stop(&mut self, cx: &mut Ctx<'_, Self::Msg>) {
+        let _ = cx;
+    }
+}

@@ -1,0 +1,108 @@
+//! Shared test scaffolding: an echo handler, engine start-up on a free loopback port, and
+//! file-descriptor limits.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use ringfort::pool::BufChain;
+use ringfort::{ConnId, Ctx, Engine, EngineConfig, Handler};
+
+/// Echoes everything back without copying.
+pub struct Echo {
+    pub addr: SocketAddr,
+}
+
+impl Handler for Echo {
+    type Msg = ();
+
+    fn on_start(&mut self, cx: &mut Ctx<'_, ()>) {
+        cx.listen(self.addr).expect("listen");
+    }
+
+    fn on_data(&mut self, cx: &mut Ctx<'_, ()>, conn: ConnId, data: &mut BufChain) {
+        let all = data.split_to(data.len());
+        cx.send(conn, all).expect("send");
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A config for tests: `cores` cores and a small pool.
+pub fn config(cores: usize) -> EngineConfig {
+    EngineConfig {
+        cpus: (0..cores).map(|i| i % num_cpus()).collect(),
+        ..EngineConfig::default()
+    }
+}
+
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Connects, retrying while the listener comes up.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    for _ in 0..200 {
+        if let Ok(s) = TcpStream::connect(addr) {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("could not connect to {addr}");
+}
+
+pub fn start_echo(cores: usize) -> (Engine<()>, SocketAddr) {
+    let addr = free_addr();
+    let engine = Engine::start(config(cores), move |_| Echo { addr }).expect("engine start");
+    drop(connect(addr));
+    (engine, addr)
+}
+
+/// Writes `msg` and reads the same number of bytes back.
+pub fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    back
+}
+
+/// Raises RLIMIT_NOFILE (soft and, as root, hard) to at least `want`; returns the soft
+/// limit in force. Says so loudly when it cannot.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is live and writable.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    if r.rlim_cur >= want {
+        return r.rlim_cur;
+    }
+    let hard = r.rlim_max.max(want);
+    let new = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: hard,
+    };
+    // SAFETY: `new` is a valid rlimit; raising the hard limit needs CAP_SYS_RESOURCE.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+        let soft = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: as above; the soft limit may always rise to the hard limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) };
+        eprintln!(
+            "!!! could not raise RLIMIT_NOFILE to {want} (hard limit {}): {}",
+            r.rlim_max,
+            std::io::Error::last_os_error()
+        );
+        return r.rlim_max;
+    }
+    want
+}

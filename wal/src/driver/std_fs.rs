@@ -1,0 +1,490 @@
+//! The blocking driver: a thread-safe [`Wal`] handle over a [`Dir`], with a dedicated
+//! flusher thread doing group commit.
+//!
+//! Appender threads take the state lock, copy their record into the core (pool blocks
+//! from its reserve; no allocation, no CRC), register in a waiter slot and sleep on that
+//! slot's condition variable. The flusher thread owns the buffer arena. Each round it
+//! seals everything appended so far into batches, releases the lock, frames and
+//! checksums them, writes them with `pwritev2` and syncs once (`fdatasync`, or
+//! `RWF_DSYNC` writes), then takes the lock, completes the plans and wakes exactly the
+//! slots whose records are now acknowledged or failed. Records appended while a round is
+//! on the device form the next round, so N concurrent writers share one sync.
+//!
+//! Bounds: `max_waiters` appenders wait at once (more wait for a slot); `max_batches`
+//! batches exist at once (appenders wait for one to complete); the arena is sized for
+//! that many batches of the largest size, so memory stays fixed.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use ringfort_pool::{
+    Arena, BackingPref, BufChain, Growth, NumaPolicy, PoolConfig, Registration, SizeClass,
+    MAX_CHUNKS,
+};
+
+use crate::config::{Durability, Limits, WalConfig, MAX_RECORD_LIMIT, MAX_SEGMENT_LIMIT};
+use crate::core::LogCore;
+use crate::error::{IoFailure, WalError};
+use crate::file::{Dir, DirSegments, StdDir};
+use crate::plan::{Io, Progress, WriteJob};
+use crate::recovery::{LogReader, ReadOptions, RecordRef, RecoveryReport};
+use crate::segment::{apply_repair, sync_all, truncate_prefix, SegmentWriter};
+use crate::Lsn;
+
+#[derive(Clone, Debug)]
+struct Slot {
+    lsn: Lsn,
+    outcome: Option<Result<(), IoFailure>>,
+}
+
+struct State {
+    core: LogCore,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    busy: Vec<u32>,
+    flusher_idle: bool,
+    closing: bool,
+    stopped: bool,
+    deferred: Option<IoFailure>,
+}
+
+impl State {
+    fn usable(&mut self) -> Result<(), WalError> {
+        if self.closing || self.stopped {
+            return Err(WalError::Closed);
+        }
+        match self.deferred.take() {
+            Some(f) => Err(WalError::Failed(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Shared<D: Dir> {
+    state: Mutex<State>,
+    /// The flusher waits here for work.
+    work: Condvar,
+    /// Appenders wait here for room (a batch, blocks, or a waiter slot).
+    space: Condvar,
+    /// One per waiter slot: the appender in slot `i` waits on `slot_cvs[i]`.
+    slot_cvs: Box<[Condvar]>,
+    dir: D,
+    /// Serialises segment creation with `truncate_prefix`.
+    dir_lock: Mutex<()>,
+    config: WalConfig,
+}
+
+impl<D: Dir> Shared<D> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kick(&self, st: &mut State) {
+        if st.flusher_idle {
+            st.flusher_idle = false;
+            self.work.notify_one();
+        }
+    }
+
+    /// Applies a completion: wakes the slots it acknowledged or failed.
+    fn settle(&self, st: &mut State, p: Progress) {
+        if let Some(f) = &p.failed {
+            if self.config.durability == Durability::None {
+                st.deferred = Some(f.error.clone());
+            }
+        }
+        let State { slots, busy, .. } = st;
+        busy.retain(|&i| {
+            let s = &mut slots[i as usize];
+            let outcome = match &p.failed {
+                Some(f) if f.lsns.contains(&s.lsn) => Err(f.error.clone()),
+                _ if s.lsn < p.acked => Ok(()),
+                _ => return true,
+            };
+            s.outcome = Some(outcome);
+            self.slot_cvs[i as usize].notify_one();
+            false
+        });
+    }
+}
+
+/// Sets `stopped` and wakes everyone when the flusher thread ends, even by a panic.
+struct StopGuard<D: Dir>(Arc<Shared<D>>);
+
+impl<D: Dir> Drop for StopGuard<D> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.stopped = true;
+        for cv in self.0.slot_cvs.iter() {
+            cv.notify_all();
+        }
+        self.0.space.notify_all();
+    }
+}
+
+/// A write-ahead log with a blocking, thread-safe API. See the module docs.
+pub struct Wal<D: Dir = StdDir> {
+    shared: Arc<Shared<D>>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Wal<StdDir> {
+    /// Opens (or creates) the log in directory `path`: recovers it with
+    /// `config.recovery`, repairs the tail, syncs what was read, and starts the flusher.
+    pub fn open(
+        path: impl AsRef<std::path::Path>,
+        config: WalConfig,
+    ) -> Result<(Wal<StdDir>, RecoveryReport), WalError> {
+        let dir = StdDir::open(path, config.direct_io)?;
+        Wal::open_in(dir, config, 0, |_| Ok(()))
+    }
+}
+
+impl<D: Dir> Wal<D> {
+    /// Opens the log in `dir`, handing every record at or above `from` to `replay` in LSN
+    /// order while recovering. Segments wholly below `from` are not read (pass 0 to check
+    /// the whole log). An error from `replay` stops the open and is returned.
+    pub fn open_in(
+        dir: D,
+        config: WalConfig,
+        from: Lsn,
+        mut replay: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
+    ) -> Result<(Wal<D>, RecoveryReport), WalError> {
+        let lim = config.limits()?;
+        let mut reader = LogReader::new(
+            DirSegments(&dir),
+            ReadOptions {
+                mode: config.recovery,
+                from,
+                max_record: MAX_RECORD_LIMIT,
+                max_segment_bytes: MAX_SEGMENT_LIMIT,
+            },
+        );
+        while let Some(rec) = reader.next_record()? {
+            replay(rec)?;
+        }
+        let report = reader.finish()?;
+        apply_repair(&dir, &report.repair)?;
+        sync_all(&dir)?;
+        let core = LogCore::new(&config, report.next_lsn)?;
+        let waiters = config.max_waiters;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                slots: vec![
+                    Slot {
+                        lsn: 0,
+                        outcome: None
+                    };
+                    waiters
+                ],
+                free: (0..waiters as u32).rev().collect(),
+                busy: Vec::with_capacity(waiters),
+                flusher_idle: false,
+                closing: false,
+                stopped: false,
+                deferred: None,
+            }),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            slot_cvs: (0..waiters).map(|_| Condvar::new()).collect(),
+            dir,
+            dir_lock: Mutex::new(()),
+            config,
+        });
+        let (tx, rx) = mpsc::channel();
+        let sh = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("ringfort-wal-flush".into())
+            .spawn(move || flusher(sh, lim, tx))
+            .map_err(|e| WalError::io("spawning the WAL flusher thread", e))?;
+        let wal = Wal {
+            shared,
+            flusher: Some(flusher),
+        };
+        match rx.recv() {
+            Ok(Ok(())) => Ok((wal, report)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(WalError::Closed),
+        }
+    }
+
+    /// Appends a record and returns its LSN once it is acknowledged: synced under
+    /// [`Durability::Sync`], written under `Buffered`, at once under `None`. Concurrent
+    /// callers share writes and syncs (group commit).
+    ///
+    /// Errors: [`WalError::RecordTooLarge`]; [`WalError::Failed`] when the write or sync
+    /// failed (the record is not durable, and its LSN is handed out again);
+    /// [`WalError::Closed`].
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn, WalError> {
+        self.append_with(|core| core.append(payload))
+    }
+
+    /// Appends a record held in a [`BufChain`]; it is copied into the batch when the batch
+    /// is sealed, on the flusher thread. Otherwise like [`Wal::append`].
+    pub fn append_chain(&self, chain: BufChain) -> Result<Lsn, WalError> {
+        let mut chain = Some(chain);
+        self.append_with(|core| {
+            let c = chain.take().expect("chain handed back on every retry");
+            core.append_chain(c).map_err(|(c, e)| {
+                chain = Some(c);
+                e
+            })
+        })
+    }
+
+    fn append_with(
+        &self,
+        mut f: impl FnMut(&mut LogCore) -> Result<Lsn, WalError>,
+    ) -> Result<Lsn, WalError> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        let wait = sh.config.durability != Durability::None;
+        let slot = if wait {
+            let (g, i) = self.acquire_slot(st)?;
+            st = g;
+            Some(i)
+        } else {
+            None
+        };
+        let lsn = loop {
+            let attempt = st.usable().and_then(|()| f(&mut st.core));
+            match attempt {
+                Ok(lsn) => break lsn,
+                Err(WalError::Full(_)) => {
+                    sh.kick(&mut st);
+                    st = sh.space.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                Err(e) => {
+                    if let Some(i) = slot {
+                        st.free.push(i);
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        sh.kick(&mut st);
+        let Some(i) = slot else { return Ok(lsn) };
+        self.wait_slot(st, i, lsn).map(|()| lsn)
+    }
+
+    fn acquire_slot<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+    ) -> Result<(MutexGuard<'a, State>, u32), WalError> {
+        loop {
+            st.usable()?;
+            if let Some(i) = st.free.pop() {
+                return Ok((st, i));
+            }
+            st = self
+                .shared
+                .space
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits in slot `i` until `lsn` is acknowledged or failed.
+    fn wait_slot(&self, mut st: MutexGuard<'_, State>, i: u32, lsn: Lsn) -> Result<(), WalError> {
+        let sh = &*self.shared;
+        st.slots[i as usize] = Slot { lsn, outcome: None };
+        if lsn < st.core.acked_lsn() {
+            st.free.push(i);
+            return Ok(());
+        }
+        st.busy.push(i);
+        loop {
+            if let Some(outcome) = st.slots[i as usize].outcome.take() {
+                st.free.push(i);
+                sh.space.notify_all();
+                return outcome.map_err(WalError::Failed);
+            }
+            if st.stopped {
+                st.busy.retain(|&b| b != i);
+                st.free.push(i);
+                return Err(WalError::Closed);
+            }
+            st = sh.slot_cvs[i as usize]
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until every record appended before the call is acknowledged (written, and
+    /// synced under `Sync`); under `None` this waits for the writes.
+    pub fn flush(&self) -> Result<(), WalError> {
+        let sh = &*self.shared;
+        let st = sh.lock();
+        let last = st.core.next_lsn() - 1;
+        let (mut st, i) = self.acquire_slot(st)?;
+        sh.kick(&mut st);
+        self.wait_slot(st, i, last)
+    }
+
+    /// Removes whole segments whose records all lie below `checkpoint` (keeping up to
+    /// `recycle_segments` as spares); returns how many went.
+    pub fn truncate_prefix(&self, checkpoint: Lsn) -> Result<usize, WalError> {
+        let sh = &*self.shared;
+        let _g = sh.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+        truncate_prefix(&sh.dir, checkpoint, sh.config.recycle_segments)
+    }
+
+    /// Every LSN below this is acknowledged.
+    pub fn acked_lsn(&self) -> Lsn {
+        self.shared.lock().core.acked_lsn()
+    }
+
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.shared.lock().core.next_lsn()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.config
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &D {
+        &self.shared.dir
+    }
+
+    /// Writes out everything appended, stops the flusher and returns the last write
+    /// error not yet reported (under `Durability::None`).
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), WalError> {
+        let Some(handle) = self.flusher.take() else {
+            return Ok(());
+        };
+        {
+            let mut st = self.shared.lock();
+            st.closing = true;
+            st.flusher_idle = false;
+            self.shared.work.notify_one();
+        }
+        let joined = handle.join();
+        let deferred = self.shared.lock().deferred.take();
+        match (joined, deferred) {
+            (Err(_), _) => Err(WalError::Closed),
+            (Ok(()), Some(f)) => Err(WalError::Failed(f)),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+}
+
+impl<D: Dir> Drop for Wal<D> {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("ringfort-wal: closing: {e}");
+        }
+    }
+}
+
+/// The arena the flusher builds batches in: one class of `block_size` blocks, enough for
+/// the reserve plus a largest batch in the first chunk, growing to every batch at its
+/// largest.
+fn pool_config(lim: &Limits) -> PoolConfig {
+    let count = lim.keep_blocks + lim.max_batch_blocks + 1;
+    let total = lim.max_batches * lim.max_batch_blocks + 2;
+    let max_chunks = total.div_ceil(count).clamp(1, MAX_CHUNKS);
+    PoolConfig {
+        classes: vec![SizeClass {
+            size: lim.block,
+            count,
+        }],
+        growth: if max_chunks > 1 {
+            Growth::Chunks { max_chunks }
+        } else {
+            Growth::Fixed
+        },
+        backing: BackingPref::Auto,
+        registration: Registration::Off,
+        numa: NumaPolicy::Local,
+    }
+}
+
+fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(), WalError>>) {
+    let _stop = StopGuard(Arc::clone(&sh));
+    let arena = match Arena::new(pool_config(&lim)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let header = match arena.alloc(lim.block) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let mut writer = SegmentWriter::<D>::new(header);
+    let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
+    let mut plans = Vec::with_capacity(lim.max_batches);
+    let mut st = sh.lock();
+    if let Err(e) = st.core.refill(&arena) {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    loop {
+        if st.core.wants_blocks() {
+            match st.core.refill(&arena) {
+                Ok(n) if n > 0 => sh.space.notify_all(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("ringfort-wal: refilling the block reserve: {e}"),
+            }
+        }
+        if !st.core.has_work() {
+            if st.closing {
+                break;
+            }
+            st.flusher_idle = true;
+            st = sh.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.core.flush();
+        let mut create = None;
+        while let Some(io) = st.core.next_io() {
+            match io {
+                Io::Write(job) => jobs.push(job),
+                Io::Create(plan) => {
+                    create = Some(plan);
+                    break;
+                }
+            }
+        }
+        drop(st);
+        plans.extend(jobs.drain(..).map(WriteJob::seal));
+        let result = match plans.first() {
+            Some(p) => writer.write(&plans, p.sync()),
+            None => Ok(()),
+        };
+        st = sh.lock();
+        for plan in plans.drain(..) {
+            let p = st.core.complete_write(plan, result.clone());
+            sh.settle(&mut st, p);
+        }
+        if let Some(plan) = create {
+            drop(st);
+            let r = {
+                let _g = sh.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+                writer.create(&sh.dir, &plan)
+            };
+            st = sh.lock();
+            let p = st.core.complete_create(plan, r);
+            sh.settle(&mut st, p);
+        }
+        sh.space.notify_all();
+    }
+    st.core.release_blocks();
+    drop(st);
+    drop(writer);
+    arena.reclaim();
+}

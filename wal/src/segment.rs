@@ -1,0 +1,214 @@
+//! Segment files on a [`Dir`]: creating (or recycling) them, writing and syncing sealed
+//! batches, removing whole segments below a checkpoint, and the repair recovery asks for.
+//!
+//! Every creation, removal and rename is followed by an `fsync` of the directory before
+//! anything depends on it.
+
+use std::io::{self, IoSlice};
+
+use ringfort_pool::PoolBuf;
+
+use crate::error::{IoFailure, IoOp, WalError};
+use crate::file::{list_segments, Dir, SegmentFile};
+use crate::format::{parse_segment_file_name, segment_file_name, SEGMENT_HEADER_LEN, SPARE_PREFIX};
+use crate::plan::{CreatePlan, SyncKind, WritePlan};
+use crate::recovery::Repair;
+use crate::Lsn;
+
+/// iovecs per `pwritev2` call (kept on the stack).
+const IOV_BATCH: usize = 64;
+
+/// Writes one log's segments: the driver side of [`CreatePlan`] and [`WritePlan`].
+pub struct SegmentWriter<D: Dir> {
+    current: Option<(Lsn, D::File)>,
+    header: PoolBuf,
+}
+
+impl<D: Dir> SegmentWriter<D> {
+    /// A writer with no open segment. `header` is a page-aligned block of at least
+    /// [`SEGMENT_HEADER_LEN`] bytes used to write segment headers (`O_DIRECT` safe).
+    pub fn new(header: PoolBuf) -> SegmentWriter<D> {
+        debug_assert!(header.capacity() >= SEGMENT_HEADER_LEN);
+        SegmentWriter {
+            current: None,
+            header,
+        }
+    }
+
+    /// Carries out a [`CreatePlan`]: removes segments named at or above it (they hold
+    /// nothing durable), takes a spare or creates the file, preallocates it, writes and
+    /// syncs the header, and syncs the directory. On success the new segment is the one
+    /// written to; the previous one is closed.
+    pub fn create(&mut self, dir: &D, plan: &CreatePlan) -> Result<(), IoFailure> {
+        let fail = |e: io::Error| IoFailure::new(IoOp::Create, plan.segment, &e);
+        let name = segment_file_name(plan.segment);
+        let names = dir.list().map_err(fail)?;
+        for n in &names {
+            if parse_segment_file_name(n).is_some_and(|id| id >= plan.segment) {
+                dir.remove(n).map_err(fail)?;
+            }
+        }
+        let spare = names.iter().find(|n| n.starts_with(SPARE_PREFIX));
+        let mut file = match spare {
+            Some(s) => {
+                dir.rename(s, &name).map_err(fail)?;
+                dir.open(&name).map_err(fail)?
+            }
+            None => dir.create(&name).map_err(fail)?,
+        };
+        file.allocate(plan.size).map_err(fail)?;
+        plan.header().encode(&mut self.header[..SEGMENT_HEADER_LEN]);
+        write_all(
+            &mut file,
+            &mut [IoSlice::new(&self.header[..SEGMENT_HEADER_LEN])],
+            0,
+            false,
+        )
+        .map_err(fail)?;
+        file.sync_data().map_err(fail)?;
+        dir.sync().map_err(fail)?;
+        self.current = Some((plan.segment, file));
+        Ok(())
+    }
+
+    /// Writes sealed plans (all for the current segment, in offset order) with as few
+    /// `pwritev2` calls as the iovec batch allows, then makes them durable per `sync`: one
+    /// `fdatasync` for the whole group, or `RWF_DSYNC` on every write.
+    pub fn write(&mut self, plans: &[WritePlan], sync: SyncKind) -> Result<(), IoFailure> {
+        let Some(first) = plans.first() else {
+            return Ok(());
+        };
+        let segment = first.segment();
+        let (cur, file) = match self.current.as_mut() {
+            Some((id, f)) if *id == segment => (*id, f),
+            _ => {
+                let e = io::Error::new(io::ErrorKind::NotFound, "segment is not open");
+                return Err(IoFailure::new(IoOp::Write, segment, &e));
+            }
+        };
+        let dsync = sync == SyncKind::Dsync;
+        let op = if dsync { IoOp::Sync } else { IoOp::Write };
+        let fail = |e: io::Error| IoFailure::new(op, cur, &e);
+        let mut iov = [IoSlice::new(&[]); IOV_BATCH];
+        let mut n = 0;
+        let mut start = first.offset();
+        let mut next = start;
+        for plan in plans {
+            if plan.segment() != cur || plan.offset() != next {
+                let e = io::Error::new(io::ErrorKind::InvalidInput, "plans are not contiguous");
+                return Err(fail(e));
+            }
+            for (block, len) in plan.blocks() {
+                if n == IOV_BATCH {
+                    write_all(file, &mut iov[..n], start, dsync).map_err(fail)?;
+                    start = next;
+                    n = 0;
+                }
+                iov[n] = IoSlice::new(&block[..len]);
+                n += 1;
+                next += len as u64;
+            }
+        }
+        write_all(file, &mut iov[..n], start, dsync).map_err(fail)?;
+        if sync == SyncKind::Data {
+            file.sync_data()
+                .map_err(|e| IoFailure::new(IoOp::Sync, cur, &e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes every byte of `bufs` at `offset`, continuing after short writes.
+fn write_all<F: SegmentFile>(
+    file: &mut F,
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+    dsync: bool,
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match file.write_at(bufs, offset, dsync) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Removes every segment whose records all lie below `checkpoint` (a segment goes when the
+/// next one starts at or below `checkpoint`; the last segment always stays). Up to
+/// `keep_spares` removed files are kept as spares for reuse instead. Syncs the directory.
+/// Returns how many segments went.
+pub fn truncate_prefix<D: Dir>(
+    dir: &D,
+    checkpoint: Lsn,
+    keep_spares: usize,
+) -> Result<usize, WalError> {
+    let ids = list_segments(dir)?;
+    let ctx = |what: &str, n: &str| format!("{what} {}/{n}", dir.describe());
+    let names = dir
+        .list()
+        .map_err(|e| WalError::io(format!("listing {}", dir.describe()), e))?;
+    let mut spares = names.iter().filter(|n| n.starts_with(SPARE_PREFIX)).count();
+    let mut removed = 0;
+    for w in ids.windows(2) {
+        if w[1] > checkpoint {
+            break;
+        }
+        let name = segment_file_name(w[0]);
+        if spares < keep_spares {
+            let spare = format!("{SPARE_PREFIX}{name}");
+            dir.rename(&name, &spare)
+                .map_err(|e| WalError::io(ctx("recycling", &name), e))?;
+            spares += 1;
+        } else {
+            dir.remove(&name)
+                .map_err(|e| WalError::io(ctx("removing", &name), e))?;
+        }
+        removed += 1;
+    }
+    if removed > 0 {
+        dir.sync()
+            .map_err(|e| WalError::io(format!("syncing {}", dir.describe()), e))?;
+    }
+    Ok(removed)
+}
+
+/// Carries out a recovery [`Repair`]: removes the segments past the end, cuts the last
+/// one to the end of its last whole record and syncs it, then syncs the directory.
+pub fn apply_repair<D: Dir>(dir: &D, repair: &Repair) -> Result<(), WalError> {
+    for &id in &repair.delete {
+        let name = segment_file_name(id);
+        dir.remove(&name)
+            .map_err(|e| WalError::io(format!("removing {}/{name}", dir.describe()), e))?;
+    }
+    if let Some((id, len)) = repair.cut {
+        let name = segment_file_name(id);
+        let ctx = || format!("cutting {}/{name} to {len} B", dir.describe());
+        let mut f = dir.open(&name).map_err(|e| WalError::io(ctx(), e))?;
+        f.set_len(len).map_err(|e| WalError::io(ctx(), e))?;
+        f.sync_data().map_err(|e| WalError::io(ctx(), e))?;
+    }
+    if !repair.is_empty() {
+        dir.sync()
+            .map_err(|e| WalError::io(format!("syncing {}", dir.describe()), e))?;
+    }
+    Ok(())
+}
+
+/// `fdatasync`s every segment, so that everything recovery read is durable before new
+/// batches claim it in their watermark.
+pub fn sync_all<D: Dir>(dir: &D) -> Result<(), WalError> {
+    for id in list_segments(dir)? {
+        let name = segment_file_name(id);
+        let ctx = || format!("syncing {}/{name}", dir.describe());
+        dir.open(&name)
+            .and_then(|mut f| f.sync_data())
+            .map_err(|e| WalError::io(ctx(), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! The blocking driver on real files: concurrent durable appends with group commit,
+//! reopening and replay, chains, every durability mode and sync method, `O_DIRECT`,
+//! `truncate_prefix` with segment recycling.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use common::TempDir;
+use ringfort_pool::{Arena, BufChain, PoolConfig, Registration};
+use ringfort_wal::format::{parse_segment_file_name, SPARE_PREFIX};
+use ringfort_wal::{Durability, Lsn, RecoveryMode, SyncMethod, Tail, Wal, WalConfig};
+
+fn reopen(
+    tmp: &TempDir,
+    cfg: WalConfig,
+) -> (Wal, Vec<(Lsn, Vec<u8>)>, ringfort_wal::RecoveryReport) {
+    let mut got = Vec::new();
+    let dir = ringfort_wal::file::StdDir::open(tmp.path(), cfg.direct_io).unwrap();
+    let (wal, report) = Wal::open_in(dir, cfg, 0, |r| {
+        got.push((r.lsn, r.payload.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    (wal, got, report)
+}
+
+fn names(tmp: &TempDir) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn concurrent_durable_appends_come_back_in_order() {
+    for (method, direct) in [(SyncMethod::Fdatasync, false), (SyncMethod::Dsync, true)] {
+        let tmp = TempDir::new("concurrent");
+        let cfg = WalConfig {
+            sync_method: method,
+            direct_io: direct,
+            ..common::small_config()
+        };
+        let (wal, _, _) = reopen(&tmp, cfg.clone());
+        let wal = Arc::new(wal);
+        let written: Arc<Mutex<BTreeMap<Lsn, Vec<u8>>>> = Arc::default();
+        let handles: Vec<_> = (0..8u64)
+            .map(|w| {
+                let wal = Arc::clone(&wal);
+                let written = Arc::clone(&written);
+                std::thread::spawn(move || {
+                    for i in 0..60u64 {
+                        let p = common::payload(w * 1000 + i, (i as usize * 397) % 12_000);
+                        let lsn = wal.append(&p).unwrap();
+                        assert!(lsn < wal.acked_lsn(), "acknowledged before returning");
+                        assert!(written.lock().unwrap().insert(lsn, p).is_none());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let wal = Arc::try_unwrap(wal).ok().unwrap();
+        assert_eq!(wal.next_lsn(), 481);
+        wal.close().unwrap();
+        let written = written.lock().unwrap();
+        assert_eq!(
+            written.keys().copied().collect::<Vec<_>>(),
+            (1..=480).collect::<Vec<_>>()
+        );
+        let (wal, got, report) = reopen(&tmp, cfg);
+        assert_eq!(report.tail, Tail::Clean);
+        assert_eq!(got.len(), 480);
+        for (lsn, p) in &got {
+            assert!(written[lsn] == *p, "LSN {lsn} differs");
+        }
+        assert!(report.segments > 1, "segments rotated");
+        assert_eq!(wal.append(b"after").unwrap(), 481, "the sequence continues");
+    }
+}
+
+#[test]
+fn every_durability_mode_round_trips() {
+    for durability in [Durability::Sync, Durability::Buffered, Durability::None] {
+        let tmp = TempDir::new("durability");
+        let cfg = WalConfig {
+            durability,
+            ..common::small_config()
+        };
+        let (wal, _, _) = reopen(&tmp, cfg.clone());
+        for i in 0..100u64 {
+            assert_eq!(wal.append(&common::payload(i, 100)).unwrap(), i + 1);
+        }
+        wal.flush().unwrap();
+        assert_eq!(wal.acked_lsn(), 101);
+        wal.close().unwrap();
+        let (_, got, _) = reopen(&tmp, cfg);
+        assert_eq!(got.len(), 100, "{durability:?}");
+        assert_eq!(got[99].1, common::payload(99, 100));
+    }
+}
+
+#[test]
+fn chains_append_through_the_handle() {
+    let tmp = TempDir::new("chains");
+    let cfg = common::small_config();
+    let (wal, _, _) = reopen(&tmp, cfg.clone());
+    let arena = Arena::new(PoolConfig {
+        registration: Registration::Off,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let mut expect = Vec::new();
+    for i in 0..20u64 {
+        let p = common::payload(i, 1000 + i as usize * 1500);
+        let mut chain = BufChain::new(1 << 20);
+        chain.append_slice(&arena, &p).unwrap();
+        assert_eq!(wal.append_chain(chain).unwrap(), i + 1);
+        expect.push((i + 1, p));
+    }
+    wal.close().unwrap();
+    let (_, got, _) = reopen(&tmp, cfg);
+    assert!(got == expect);
+}
+
+#[test]
+fn too_large_records_are_refused() {
+    let tmp = TempDir::new("large");
+    let (wal, _, _) = reopen(&tmp, common::small_config());
+    let e = wal.append(&vec![0; (64 << 10) + 1]).unwrap_err();
+    assert!(e.to_string().contains("maximum"), "{e}");
+    assert_eq!(wal.append(b"ok").unwrap(), 1);
+}
+
+#[test]
+fn truncate_prefix_removes_and_recycles_segments() {
+    let tmp = TempDir::new("prefix");
+    let cfg = WalConfig {
+        recycle_segments: 2,
+        recovery: RecoveryMode::AbsoluteConsistency,
+        ..common::small_config()
+    };
+    let (wal, _, _) = reopen(&tmp, cfg.clone());
+    for i in 0..400u64 {
+        wal.append(&common::payload(i, 3000)).unwrap();
+    }
+    let segs: Vec<Lsn> = names(&tmp)
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    assert!(segs.len() >= 5, "{segs:?}");
+    let checkpoint = segs[3];
+    let removed = wal.truncate_prefix(checkpoint).unwrap();
+    assert_eq!(removed, 3);
+    let after = names(&tmp);
+    assert_eq!(
+        after.iter().filter(|n| n.starts_with(SPARE_PREFIX)).count(),
+        2
+    );
+    assert!(!after.contains(&ringfort_wal::format::segment_file_name(segs[0])));
+    // New segments take the spares instead of new files.
+    for i in 0..200u64 {
+        wal.append(&common::payload(1000 + i, 3000)).unwrap();
+    }
+    let after = names(&tmp);
+    assert_eq!(
+        after.iter().filter(|n| n.starts_with(SPARE_PREFIX)).count(),
+        0
+    );
+    wal.close().unwrap();
+    // The recycled files hold stale frames past their ends; they never come back.
+    let (_, got, report) = reopen(&tmp, cfg);
+    assert_eq!(report.tail, Tail::Clean);
+    assert_eq!(report.first_lsn, checkpoint);
+    assert_eq!(got.first().unwrap().0, checkpoint);
+    assert_eq!(got.last().unwrap().0, 600);
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    assert_eq!(got.last().unwrap().1, common::payload(1199, 3000));
+}
+
+#[test]
+fn reopen_cuts_a_torn_tail_and_continues_in_a_new_segment() {
+    let tmp = TempDir::new("torn");
+    let cfg = common::small_config();
+    let (wal, _, _) = reopen(&tmp, cfg.clone());
+    for i in 0..10u64 {
+        wal.append(&common::payload(i, 2000)).unwrap();
+    }
+    wal.close().unwrap();
+    let name = ringfort_wal::format::segment_file_name(1);
+    let path = tmp.path().join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[end - 500..].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let (wal, got, report) = reopen(&tmp, cfg.clone());
+    assert_eq!(got.len(), 9);
+    assert!(matches!(report.tail, Tail::Torn(_)));
+    let cut = report.repair.cut.unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        cut.1,
+        "the tail was cut"
+    );
+    assert_eq!(wal.append(b"x").unwrap(), 10);
+    wal.close().unwrap();
+    assert!(names(&tmp).contains(&ringfort_wal::format::segment_file_name(10)));
+    let (_, got, report) = reopen(
+        &tmp,
+        WalConfig {
+            recovery: RecoveryMode::AbsoluteConsistency,
+            ..cfg
+        },
+    );
+    assert_eq!(report.tail, Tail::Clean);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[9].1, b"x");
+}
