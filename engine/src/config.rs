@@ -228,6 +228,10 @@ impl EngineConfig {
                 self.ring_entries
             ));
         }
+        self.limits
+            .outbox
+            .validate()
+            .map_err(|e| EngineError::Config(format!("limits.outbox: {e}")))?;
         if self.cpus.len() > 256 {
             return bad("at most 256 cores are supported".into());
         }

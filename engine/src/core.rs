@@ -74,7 +74,9 @@ pub(crate) enum Op {
         gen: u32,
         /// Held until the kernel's notification says it no longer reads the block.
         _buf: SharedBuf,
-        result_seen: bool,
+        /// Bytes of the block this send pinned (counted against the connection's bound
+        /// until the notification).
+        len: u32,
     },
     Connect {
         conn: u32,
@@ -122,6 +124,12 @@ pub(crate) struct Conn {
     recv_op: Option<u32>,
     cancel_sent: bool,
     send_in_flight: bool,
+    /// The in-flight send's op, so a hard close can cancel it (a send to a peer that
+    /// never reads would otherwise wait forever).
+    send_op: Option<u32>,
+    /// Bytes held by zero-copy sends whose notification has not come: the kernel still
+    /// reads them (on loopback, until the peer reads), so they count toward the pause.
+    zc_pinned: usize,
     dirty: bool,
     redeliver: bool,
     large: bool,
@@ -431,6 +439,8 @@ impl<M: Send + 'static> Io<M> {
             recv_op: None,
             cancel_sent: false,
             send_in_flight: false,
+            send_op: None,
+            zc_pinned: 0,
             dirty: false,
             redeliver: false,
             large: false,
@@ -521,8 +531,11 @@ impl<M: Send + 'static> Io<M> {
             return;
         };
         if c.closing.is_some() {
-            if !flush {
+            if !flush && c.flush_on_close {
                 c.flush_on_close = false;
+                if let Some(op) = c.send_op {
+                    self.cancel_op(op as u64);
+                }
                 self.try_finish(key);
             }
             return;
@@ -539,8 +552,12 @@ impl<M: Send + 'static> Io<M> {
         if let Some(w) = c.window.as_mut() {
             w.cancel_all();
         }
+        let send_op = if flush { None } else { c.send_op };
         if let (Some(op), false) = (c.recv_op, c.cancel_sent) {
             c.cancel_sent = true;
+            self.cancel_op(op as u64);
+        }
+        if let Some(op) = send_op {
             self.cancel_op(op as u64);
         }
         if flush {
@@ -593,7 +610,7 @@ impl<M: Send + 'static> Io<M> {
             .get_or_insert_with(|| Outbox::new(limits).expect("limits validated at start"));
         match outbox.push(data, now) {
             Ok(()) => {
-                let over = outbox.queued_bytes() > pause_at;
+                let over = outbox.queued_bytes() + c.zc_pinned > pause_at;
                 self.mark_dirty(key);
                 if over {
                     self.pause(key, PAUSE_OUTBOX);
@@ -656,11 +673,13 @@ impl<M: Send + 'static> Io<M> {
                 let slot = buf.reg_slot();
                 // SAFETY: `range` lies inside the block.
                 let ptr = unsafe { buf.as_ptr().add(range.start) };
+                let len = range.len();
+                self.conns[key as usize].zc_pinned += len;
                 let op = self.new_op(Op::SendZc {
                     conn: key,
                     gen,
                     _buf: buf,
-                    result_seen: false,
+                    len: len as u32,
                 });
                 let e = opcode::SendZc::new(types::Fd(fd), ptr, range.len() as u32)
                     .buf_index(Some(slot.index))
@@ -671,6 +690,7 @@ impl<M: Send + 'static> Io<M> {
                 // until the kernel's notification CQE.
                 unsafe { self.push(e) };
                 self.metrics.sends_zc += 1;
+                self.conns[key as usize].send_op = Some(op as u32);
             } else {
                 if self.sends.len() >= self.cfg.limits.max_sends_in_flight {
                     // At the bound: try again next tick.
@@ -707,6 +727,7 @@ impl<M: Send + 'static> Io<M> {
                 // completion consumes them.
                 unsafe { self.push(e) };
                 self.metrics.sends_copy += 1;
+                self.conns[key as usize].send_op = Some(op as u32);
             }
             self.conns[key as usize].send_in_flight = true;
         }
@@ -958,20 +979,17 @@ impl<H: Handler> Core<H> {
                 self.io.sends.remove(slot as usize);
                 self.on_sent(conn, gen, res);
             }
-            Op::SendZc {
-                conn,
-                gen,
-                result_seen,
-                ..
-            } => {
+            Op::SendZc { conn, gen, len, .. } => {
+                let (conn, gen, len) = (*conn, *gen, *len as usize);
                 if cqueue::notif(flags) {
                     self.io.ops.remove(key);
+                    self.on_zc_released(conn, gen, len);
                     return;
                 }
-                let (conn, gen) = (*conn, *gen);
-                *result_seen = true;
                 if !more {
+                    // No notification follows (the send failed): nothing stays pinned.
                     self.io.ops.remove(key);
+                    self.on_zc_released(conn, gen, len);
                 }
                 self.on_sent(conn, gen, res);
             }
@@ -1154,8 +1172,13 @@ impl<H: Handler> Core<H> {
             return;
         };
         c.send_in_flight = false;
+        c.send_op = None;
         if res < 0 {
-            io.close(key, CloseReason::Error(-res), false);
+            if c.closing.is_some() {
+                io.try_finish(key);
+            } else {
+                io.close(key, CloseReason::Error(-res), false);
+            }
             return;
         }
         io.metrics.bytes_out += res as u64;
@@ -1168,11 +1191,12 @@ impl<H: Handler> Core<H> {
             );
         }
         let left = outbox.queued_bytes();
+        let held = left + c.zc_pinned;
         let paused_on_outbox = c.paused & PAUSE_OUTBOX != 0;
         if left > 0 {
             io.mark_dirty(key);
         }
-        if paused_on_outbox && left <= pause_at / 2 {
+        if paused_on_outbox && held <= pause_at / 2 {
             io.resume(key, PAUSE_OUTBOX);
         }
         if io
@@ -1181,6 +1205,20 @@ impl<H: Handler> Core<H> {
             .is_some_and(|c| c.closing.is_some())
         {
             io.try_finish(key);
+        }
+    }
+
+    /// The kernel no longer reads a zero-copy send's block.
+    fn on_zc_released(&mut self, key: u32, gen: u32, len: usize) {
+        let io = &mut self.io;
+        let pause_at = io.cfg.limits.pause_outbox_bytes;
+        let Some(c) = io.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
+            return;
+        };
+        c.zc_pinned -= len;
+        let held = c.zc_pinned + c.outbox.as_ref().map_or(0, |o| o.queued_bytes());
+        if c.paused & PAUSE_OUTBOX != 0 && held <= pause_at / 2 {
+            io.resume(key, PAUSE_OUTBOX);
         }
     }
 
@@ -1412,6 +1450,7 @@ impl<H: Handler> Core<H> {
             return false;
         }
         if self.io.ops.is_empty() {
+            self.io.metrics.ops_in_flight = 0;
             return true;
         }
         let grace = self.io.stopping.expect("stopping") + CANCEL_GRACE;
@@ -1422,6 +1461,7 @@ impl<H: Handler> Core<H> {
                 self.io.core,
                 self.io.ops.len()
             );
+            self.io.metrics.ops_in_flight = self.io.ops.len() as u64;
             std::mem::forget(std::mem::take(&mut self.io.ops));
             return true;
         }
@@ -1449,6 +1489,7 @@ impl<H: Handler> Core<H> {
             handler,
             inbound,
         } = self;
+        let (core, self_metrics) = (io.core, io.metrics);
         let Io {
             ring,
             arena,
@@ -1475,6 +1516,9 @@ impl<H: Handler> Core<H> {
             std::thread::sleep(Duration::from_millis(1));
         }
         arena.reclaim();
+        let mut metrics = self_metrics;
+        metrics.live_buffers_at_exit = arena.live_buffers() as u64;
+        shared.publish_metrics(core, &metrics);
         drop(arena);
     }
 }

@@ -10,7 +10,7 @@ use io_uring::{opcode, types};
 use ringfort_pool::{Arena, BufChain, PoolBuf};
 
 use crate::channel::Full;
-use crate::core::{Io, Op, Tick, PAUSE_HANDLER, PAUSE_WINDOW};
+use crate::core::{Io, Op, Tick, PAUSE_HANDLER, PAUSE_OUTBOX, PAUSE_WINDOW};
 use crate::error::EngineError;
 use crate::handler::{ConnId, CoreId, ListenerId, OpId, TimerId};
 use crate::metrics::CoreMetrics;
@@ -107,6 +107,16 @@ impl<M: Send + 'static> Ctx<'_, M> {
         if let Some(key) = self.io.conn_key(conn) {
             self.io.close(key, crate::CloseReason::Local, true);
         }
+    }
+
+    /// Whether reading `conn` is paused because its client is not taking replies (its
+    /// outbound queue is over `limits.pause_outbox_bytes`) or its reorder window is full.
+    /// A handler should stop consuming requests while this is true; the unconsumed bytes
+    /// are delivered again when the pause lifts. Gone connections count as backpressured.
+    pub fn backpressured(&self, conn: ConnId) -> bool {
+        self.io.conn_key(conn).is_none_or(|key| {
+            self.io.conns[key as usize].paused & (PAUSE_OUTBOX | PAUSE_WINDOW) != 0
+        })
     }
 
     /// Stops reading `conn` until [`Ctx::resume_reading`].

@@ -295,9 +295,12 @@ impl<M: Send + 'static> Engine<M> {
         self.shared.request_stop(drain);
     }
 
-    /// Waits for every core to finish. An error names a core that panicked.
-    pub fn wait(mut self) -> Result<(), EngineError> {
-        self.join()
+    /// Waits for every core to finish and returns their final counters (including
+    /// `live_buffers_at_exit` and `ops_in_flight` at exit, both 0 after a clean stop). An
+    /// error names a core that panicked.
+    pub fn wait(mut self) -> Result<Vec<CoreMetrics>, EngineError> {
+        self.join()?;
+        Ok(self.metrics())
     }
 
     fn join(&mut self) -> Result<(), EngineError> {

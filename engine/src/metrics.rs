@@ -54,4 +54,7 @@ pub struct CoreMetrics {
     pub timers: u64,
     /// Operations in flight in the kernel (gauge).
     pub ops_in_flight: u64,
+    /// Arena buffers still handed out when the core exited, after every core released
+    /// its blocks (0 on a clean stop; a non-zero count was leaked, not freed, on purpose).
+    pub live_buffers_at_exit: u64,
 }

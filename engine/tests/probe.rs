@@ -707,3 +707,11 @@ fn become_unprivileged() {
         assert_eq!(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 0);
     }
 }
+
+#[test]
+fn inconsistent_outbox_limits_are_refused_at_start() {
+    let mut cfg = ringfort::EngineConfig::default();
+    cfg.limits.outbox.soft_bytes = cfg.limits.outbox.hard_bytes + 1;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("limits.outbox"), "{err}");
+}

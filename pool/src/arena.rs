@@ -336,6 +336,27 @@ impl Arena {
         self.inner().classes.iter().position(|c| c.size >= size)
     }
 
+    /// The class to carry the next part of a `remaining`-byte message in a chain: the
+    /// smallest class that holds it all when that block would be at least three quarters
+    /// full, else the largest class it fills completely (so a 256 KiB reply takes four
+    /// 64 KiB blocks, not one 1 MiB block). Never more than the largest class.
+    #[inline]
+    pub fn fill_class(&self, remaining: usize) -> usize {
+        let classes = &self.inner().classes;
+        let up = classes
+            .iter()
+            .position(|c| c.size >= remaining)
+            .unwrap_or(classes.len() - 1);
+        let waste = classes[up].size.saturating_sub(remaining);
+        if waste <= classes[up].size / 4 || up == 0 {
+            return up;
+        }
+        classes
+            .iter()
+            .rposition(|c| c.size <= remaining)
+            .unwrap_or(up)
+    }
+
     /// Bytes per buffer of each class, ascending.
     pub fn class_sizes(&self) -> impl Iterator<Item = usize> + '_ {
         self.inner().classes.iter().map(|c| c.size)

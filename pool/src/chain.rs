@@ -116,9 +116,9 @@ impl BufChain {
     }
 
     /// Copies `data` onto the end: first into the spare room of the last block (when this
-    /// chain is its only holder), then into new blocks from `arena`, each from the smallest
-    /// class that holds what is left (or the largest class). All or nothing: on error the
-    /// chain is as it was.
+    /// chain is its only holder), then into new blocks from `arena`, each of the class
+    /// [`Arena::fill_class`] picks for what is left, so blocks end up mostly full. All or
+    /// nothing: on error the chain is as it was.
     pub fn append_slice(&mut self, arena: &Arena, mut data: &[u8]) -> Result<(), PoolError> {
         self.check_room(data.len())?;
         let before = self.len;
@@ -132,9 +132,8 @@ impl BufChain {
                 data = &data[n..];
             }
         }
-        let largest = arena.largest_class_size();
         while !data.is_empty() {
-            let mut block = match arena.alloc(data.len().min(largest)) {
+            let mut block = match arena.alloc_class(arena.fill_class(data.len())) {
                 Ok(b) => b,
                 Err(e) => {
                     self.truncate(before);

@@ -211,3 +211,40 @@ fn creation_logs_one_line_with_backing_and_numa() {
     );
     assert!(line.contains("numa: "), "{line}");
 }
+
+#[test]
+fn fill_class_keeps_blocks_mostly_full() {
+    let arena = Arena::new(PoolConfig {
+        classes: vec![
+            SizeClass {
+                size: 4096,
+                count: 4,
+            },
+            SizeClass {
+                size: 16384,
+                count: 4,
+            },
+            SizeClass {
+                size: 65536,
+                count: 4,
+            },
+            SizeClass {
+                size: 1 << 20,
+                count: 1,
+            },
+        ],
+        ..config(Growth::Fixed)
+    })
+    .unwrap();
+    assert_eq!(arena.fill_class(100), 0);
+    assert_eq!(arena.fill_class(4096), 0);
+    assert_eq!(arena.fill_class(5000), 0, "16 KiB would be 70% empty");
+    assert_eq!(arena.fill_class(13000), 1, "16 KiB is 79% full");
+    assert_eq!(
+        arena.fill_class(256 << 10),
+        2,
+        "four 64 KiB blocks, not one 1 MiB"
+    );
+    assert_eq!(arena.fill_class(900 << 10), 3);
+    assert_eq!(arena.fill_class(5 << 20), 3);
+}

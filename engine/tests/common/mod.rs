@@ -106,3 +106,42 @@ pub fn raise_nofile(want: u64) -> u64 {
     }
     want
 }
+
+/// The offset just past the first `\n` in `chain`, if it holds a whole line.
+pub fn line_end(chain: &BufChain) -> Option<usize> {
+    let mut off = 0;
+    for chunk in chain.chunks() {
+        if let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+            return Some(off + i + 1);
+        }
+        off += chunk.len();
+    }
+    None
+}
+
+/// Takes the first line (without its `\n`) out of `chain`.
+pub fn take_line(chain: &mut BufChain) -> Option<String> {
+    let end = line_end(chain)?;
+    let line = chain.split_to(end).to_vec();
+    Some(String::from_utf8_lossy(&line[..end - 1]).into_owned())
+}
+
+/// A chain holding `bytes`, from the core's arena.
+pub fn chain_of(cx: &Ctx<'_, impl Send + 'static>, bytes: &[u8]) -> BufChain {
+    let mut c = BufChain::new(usize::MAX);
+    c.append_slice(cx.arena(), bytes).expect("arena");
+    c
+}
+
+/// Reads one `\n`-terminated line.
+pub fn read_line(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        s.read_exact(&mut b).expect("read line");
+        if b[0] == b'\n' {
+            return String::from_utf8(out).unwrap();
+        }
+        out.push(b[0]);
+    }
+}
