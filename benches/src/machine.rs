@@ -24,6 +24,9 @@ pub struct Machine {
     pub thp: Option<String>,
     /// Memory the kernel reports in `/proc/meminfo` (`MemTotal`), in MiB.
     pub mem_total_mib: Option<u64>,
+    /// The 1-minute load average when the run started (`/proc/loadavg`): other work on a
+    /// shared machine disturbs every figure.
+    pub loadavg_1m: Option<f64>,
 }
 
 /// The 2 MiB hugetlb pool (`/sys/kernel/mm/hugepages/hugepages-2048kB`).
@@ -58,6 +61,9 @@ impl Machine {
             hugepages_2m: HugePages::read().map(HugePool::from),
             thp: thp_mode(),
             mem_total_mib: mem_total_mib(),
+            loadavg_1m: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok()),
         }
     }
 }
@@ -89,7 +95,11 @@ impl fmt::Display for Machine {
             f,
             "transparent huge pages: {}",
             self.thp.as_deref().unwrap_or("unsupported")
-        )
+        )?;
+        if let Some(l) = self.loadavg_1m {
+            write!(f, "\nload average (1 min) at start: {l:.2}")?;
+        }
+        Ok(())
     }
 }
 

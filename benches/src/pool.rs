@@ -180,6 +180,8 @@ fn alloc_free_cases(plan: &Plan, rows: &mut Vec<Row>) -> Result<(), BoxError> {
                      trials interleaved"
                 ),
             ],
+            latency: Vec::new(),
+            extra: Vec::new(),
         });
     }
     Ok(())
@@ -316,6 +318,8 @@ fn touch_case(plan: &Plan) -> Result<Result<Row, Dropped>, BoxError> {
                 peers,
                 peers_not_run,
                 notes,
+                latency: Vec::new(),
+                extra: Vec::new(),
             }
         })
     })

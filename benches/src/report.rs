@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::machine::Machine;
-use crate::stats::Summary;
+use crate::stats::{Latency, Summary};
 
 /// One measured case: ours beside the peers, all from the same run.
 #[derive(Clone, Debug)]
@@ -33,6 +33,12 @@ pub struct Row {
     pub peers_not_run: Vec<(String, String)>,
     /// Lines a reader needs to judge the figures (backings, reservations, ...).
     pub notes: Vec<String>,
+    /// Latency percentiles (HDR histogram, every trial merged) per side: `ours` or a peer
+    /// name. Empty when the case measures no latency.
+    pub latency: Vec<(String, Latency)>,
+    /// Further figures of the case, each with its spread across trials, keyed by a name a
+    /// reader understands (e.g. `ours io_uring_enter calls per 1,000 msgs`).
+    pub extra: Vec<(String, Summary)>,
 }
 
 impl Row {
@@ -106,7 +112,14 @@ pub fn table(machine: &Machine, reports: &[SuiteReport]) -> String {
         let width = rep
             .rows
             .iter()
-            .flat_map(|r| r.peers.iter().map(|(n, _)| n.len()))
+            .flat_map(|r| {
+                r.peers
+                    .iter()
+                    .map(|(n, _)| n.len())
+                    .chain(r.latency.iter().map(|(n, _)| n.len()))
+                    .chain(r.peers_not_run.iter().map(|(n, _)| n.len()))
+                    .chain((!r.latency.is_empty()).then_some("latency, us (HDR)".len()))
+            })
             .chain(std::iter::once(4))
             .max()
             .unwrap_or(4);
@@ -141,6 +154,27 @@ pub fn table(machine: &Machine, reports: &[SuiteReport]) -> String {
             }
             for (name, why) in &r.peers_not_run {
                 let _ = writeln!(out, "  {name:<width$}  not run: {why}");
+            }
+            if !r.latency.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}  {:>10}  {:>10}  {:>10}  {:>10}",
+                    "latency, us (HDR)", "p50", "p99", "p999", "max"
+                );
+                for (name, l) in &r.latency {
+                    let _ = writeln!(
+                        out,
+                        "  {name:<width$}  {:>10}  {:>10}  {:>10}  {:>10}  ({} samples)",
+                        num(l.p50_us),
+                        num(l.p99_us),
+                        num(l.p999_us),
+                        num(l.max_us),
+                        l.samples
+                    );
+                }
+            }
+            for (name, s) in &r.extra {
+                let _ = writeln!(out, "  {name}: {}  {}", num(s.median), spread(s));
             }
             for n in &r.notes {
                 let _ = writeln!(out, "  note: {n}");
@@ -177,6 +211,13 @@ struct JsonRow<'a> {
     /// Trials of ours (peers ran the same number, interleaved).
     trials: usize,
     peers_not_run: BTreeMap<&'a str, &'a str>,
+    /// Latency percentiles per side (`ours` or a peer name), in microseconds, from an HDR
+    /// histogram of every trial; absent when the case measures no latency.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    latency: BTreeMap<&'a str, Latency>,
+    /// Further figures of the case (median and spread), absent when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extra: BTreeMap<&'a str, Summary>,
     notes: &'a [String],
     machine: &'a Machine,
 }
@@ -218,6 +259,8 @@ fn json_rows<'a>(machine: &'a Machine, reports: &'a [SuiteReport]) -> Vec<JsonRo
                 .iter()
                 .map(|(n, w)| (n.as_str(), w.as_str()))
                 .collect(),
+            latency: r.latency.iter().map(|(n, l)| (n.as_str(), *l)).collect(),
+            extra: r.extra.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
             notes: &r.notes,
             machine,
         })
@@ -260,6 +303,17 @@ mod tests {
                 peers: vec![("std".into(), summary(&[12.0]))],
                 peers_not_run: vec![("other".into(), "not installed".into())],
                 notes: vec!["a note".into()],
+                latency: vec![(
+                    "ours".into(),
+                    Latency {
+                        p50_us: 1.0,
+                        p99_us: 2.0,
+                        p999_us: 3.0,
+                        max_us: 4.0,
+                        samples: 10,
+                    },
+                )],
+                extra: vec![("enters per 1,000 msgs".into(), summary(&[7.0]))],
             }],
             dropped: vec![Dropped {
                 case: "gone".into(),
@@ -292,6 +346,8 @@ mod tests {
         assert_eq!(o["ours"], 3.0);
         assert_eq!(o["peers"]["std"], 12.0);
         assert_eq!(o["ours_advantage"]["std"], 4.0);
+        assert_eq!(o["latency"]["ours"]["p99_us"], 2.0);
+        assert_eq!(o["extra"]["enters per 1,000 msgs"]["median"], 7.0);
         assert!(o["peers"].get("other").is_none());
         assert_eq!(
             v.as_array().unwrap().len(),
@@ -306,5 +362,7 @@ mod tests {
         assert!(t.contains("ours is 4.00x better"));
         assert!(t.contains("not run: not installed"));
         assert!(t.contains("NOT MEASURED: no pages"));
+        assert!(t.contains("p999"));
+        assert!(t.contains("enters per 1,000 msgs: 7.00"));
     }
 }

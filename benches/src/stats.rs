@@ -5,6 +5,7 @@
 //! the noise of a shared machine falls on every side alike, and reports the median with
 //! the spread around it.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// The numbers one side of a case produced, one per trial, in the order they ran.
@@ -60,6 +61,44 @@ pub struct Summary {
     pub max: f64,
 }
 
+/// Latency percentiles from an HDR histogram of nanoseconds, given in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Latency {
+    /// The median, in microseconds.
+    pub p50_us: f64,
+    /// The 99th percentile, in microseconds.
+    pub p99_us: f64,
+    /// The 99.9th percentile, in microseconds.
+    pub p999_us: f64,
+    /// The largest sample, in microseconds.
+    pub max_us: f64,
+    /// How many samples the percentiles come from.
+    pub samples: u64,
+}
+
+/// A histogram of nanoseconds from 1 ns to 100 s with three significant digits: what every
+/// latency in the harness is recorded into.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("the bounds are valid")
+}
+
+impl Latency {
+    /// The percentiles of `h` (nanoseconds), or `None` when it holds no sample.
+    pub fn from_histogram(h: &Histogram<u64>) -> Option<Latency> {
+        if h.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Some(Latency {
+            p50_us: us(h.value_at_quantile(0.5)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+            samples: h.len(),
+        })
+    }
+}
+
 /// The `q` quantile of sorted, non-empty `v`, interpolating linearly between neighbours.
 fn quantile(v: &[f64], q: f64) -> f64 {
     debug_assert!(!v.is_empty() && (0.0..=1.0).contains(&q));
@@ -94,6 +133,20 @@ mod tests {
             t.push(x);
         }
         assert_eq!(t.summary().unwrap().median, 2.5);
+    }
+
+    #[test]
+    fn latency_from_a_histogram() {
+        let mut h = latency_histogram();
+        assert!(Latency::from_histogram(&h).is_none());
+        for ns in 1..=1000u64 {
+            h.record(ns * 1000).unwrap();
+        }
+        let l = Latency::from_histogram(&h).unwrap();
+        assert_eq!(l.samples, 1000);
+        assert!((l.p50_us - 500.0).abs() < 1.0, "{l:?}");
+        assert!((l.p99_us - 990.0).abs() < 1.0, "{l:?}");
+        assert!(l.p999_us <= l.max_us);
     }
 
     #[test]

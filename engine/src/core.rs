@@ -23,12 +23,13 @@ use crate::config::EngineConfig;
 use crate::ctx::Ctx;
 use crate::engine::Shared;
 use crate::error::EngineError;
-use crate::handler::{CloseReason, ConnId, FileDone, Handler, ListenerId, OpId, TimerId};
+use crate::handler::{CloseReason, ConnId, FileDone, Handler, ListenerId, OpId, TimerId, WalId};
 use crate::metrics::CoreMetrics;
 use crate::outbox::Outbox;
 use crate::probe::Features;
 use crate::reorder::ReorderWindow;
 use crate::timers::{timespec, Timers};
+use crate::wal_driver::{WalDriver, WalTag};
 
 /// `user_data` of the CQEs other cores post into this ring with `IORING_OP_MSG_RING`.
 pub(crate) const WAKE_TAG: u64 = u64::MAX;
@@ -89,9 +90,31 @@ pub(crate) enum Op {
         buf: Option<ringfort_pool::PoolBuf>,
         _path: Option<std::ffi::CString>,
     },
+    Wal {
+        wal: u32,
+        tag: WalTag,
+    },
     Cancel,
     Wake,
     EventFd,
+}
+
+/// A write-ahead log of this core and the durable LSN last reported to the handler.
+pub(crate) struct WalSlot {
+    pub driver: WalDriver,
+    reported: ringfort_wal::Lsn,
+}
+
+impl WalSlot {
+    pub fn new(driver: WalDriver) -> WalSlot {
+        let reported = driver.durable_lsn();
+        WalSlot { driver, reported }
+    }
+}
+
+pub(crate) enum WalEvent {
+    Durable(ringfort_wal::Lsn),
+    Failed(ringfort_wal::Failure),
 }
 
 /// Timer payloads: the handler's, and the core's own.
@@ -165,6 +188,8 @@ pub(crate) struct Io<M> {
     small: BufRing,
     large: BufRing,
     pub timers: Timers<Tick>,
+    pub wals: Slab<WalSlot>,
+    wal_events: Vec<(u32, WalEvent)>,
     pub senders: Vec<Option<Sender<M>>>,
     pushed: Vec<bool>,
     pub shared: Arc<Shared<M>>,
@@ -243,6 +268,8 @@ impl<M: Send + 'static> Io<M> {
             small,
             large,
             timers: Timers::new(l.max_timers + 16),
+            wals: Slab::new(),
+            wal_events: Vec::new(),
             pushed: vec![false; senders.len()],
             senders,
             shared,
@@ -745,6 +772,45 @@ impl<M: Send + 'static> Io<M> {
         (range.len() >= self.cfg.send_zc_threshold).then(|| (buf.clone(), range))
     }
 
+    /// One group commit per log: seals what was appended and queues linked writes plus
+    /// one fdatasync, within the room the submission queue has.
+    fn flush_wals(&mut self) {
+        let fixed = self.registered;
+        for (id, slot) in self.wals.iter_mut() {
+            let room = {
+                let sq = self.ring.submission();
+                sq.capacity() - sq.len()
+            };
+            let (ops, ring, metrics) = (&mut self.ops, &mut self.ring, &mut self.metrics);
+            let failure = slot.driver.flush(&self.arena, fixed, room, &mut |e, tag| {
+                let key = ops.insert(Op::Wal {
+                    wal: id as u32,
+                    tag,
+                });
+                // SAFETY: the driver keeps every buffer and descriptor the entry names
+                // until `complete` gets its tag (its `flush` contract); it emits no more
+                // entries than `room`, so none is dropped and the chain stays consecutive.
+                let pushed = unsafe { ring.submission().push(&e.user_data(key as u64)) };
+                debug_assert!(pushed.is_ok(), "the WAL driver exceeded its room");
+                metrics.sqes += 1;
+            });
+            if let Some(f) = failure {
+                self.wal_events.push((id as u32, WalEvent::Failed(f)));
+            }
+        }
+    }
+
+    /// Queues a durable-LSN event for each log whose durable LSN moved.
+    fn note_wal_progress(&mut self) {
+        for (id, slot) in self.wals.iter_mut() {
+            let d = slot.driver.durable_lsn();
+            if d > slot.reported {
+                slot.reported = d;
+                self.wal_events.push((id as u32, WalEvent::Durable(d)));
+            }
+        }
+    }
+
     fn refill_rings(&mut self) {
         if self.small.starved() {
             self.small.refill(&self.arena);
@@ -903,6 +969,7 @@ impl<H: Handler> Core<H> {
             tracing::error!("core {}: {e}", self.io.core);
         }
         self.io.flush_sends();
+        self.io.flush_wals();
         self.io.refill_rings();
         self.io.send_wakes();
         self.io.metrics.ops_in_flight = self.io.ops.len() as u64;
@@ -1020,6 +1087,15 @@ impl<H: Handler> Core<H> {
                 };
                 let (h, mut cx) = self.ctx();
                 h.on_file(&mut cx, OpId(key as u64), FileDone { result, buf, token });
+            }
+            Op::Wal { wal, tag } => {
+                let (wal, tag) = (*wal, *tag);
+                self.io.ops.remove(key);
+                if let Some(slot) = self.io.wals.get_mut(wal as usize) {
+                    if let Some(f) = slot.driver.complete(tag, res) {
+                        self.io.wal_events.push((wal, WalEvent::Failed(f)));
+                    }
+                }
             }
             Op::Cancel | Op::Wake => {
                 self.io.ops.remove(key);
@@ -1288,10 +1364,22 @@ impl<H: Handler> Core<H> {
 
     /// Calls the handler for opens, connect failures and closes queued by the core.
     fn deliver_events(&mut self) {
+        self.io.note_wal_progress();
         while !self.io.opened.is_empty()
             || !self.io.closed.is_empty()
             || !self.io.connect_failed.is_empty()
+            || !self.io.wal_events.is_empty()
         {
+            let mut events = std::mem::take(&mut self.io.wal_events);
+            for (wal, event) in events.drain(..) {
+                let (h, mut cx) = self.ctx();
+                match event {
+                    WalEvent::Durable(lsn) => h.on_wal_durable(&mut cx, WalId(wal), lsn),
+                    WalEvent::Failed(f) => h.on_wal_failed(&mut cx, WalId(wal), f),
+                }
+            }
+            events.append(&mut self.io.wal_events);
+            self.io.wal_events = events;
             let opened = std::mem::take(&mut self.io.opened);
             for &(id, listener) in &opened {
                 if self.io.conn_key(id).is_none() {
@@ -1441,7 +1529,7 @@ impl<H: Handler> Core<H> {
 
     /// Whether a stopping core may exit: no connection left and nothing in the kernel.
     fn drained(&mut self) -> bool {
-        if !self.io.conns.is_empty() {
+        if !self.io.conns.is_empty() || self.io.wals.iter().any(|(_, w)| !w.driver.idle()) {
             return false;
         }
         let only_eventfd = self.io.ops.iter().all(|(_, op)| matches!(op, Op::EventFd));
@@ -1499,10 +1587,12 @@ impl<H: Handler> Core<H> {
             large,
             senders,
             shared,
+            wals,
             ..
         } = io;
         drop(ring);
         drop(ops);
+        drop(wals);
         drop(conns);
         drop(small);
         drop(large);

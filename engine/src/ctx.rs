@@ -10,11 +10,13 @@ use io_uring::{opcode, types};
 use ringfort_pool::{Arena, BufChain, PoolBuf};
 
 use crate::channel::Full;
+use crate::core::WalSlot;
 use crate::core::{Io, Op, Tick, PAUSE_HANDLER, PAUSE_OUTBOX, PAUSE_WINDOW};
 use crate::error::EngineError;
-use crate::handler::{ConnId, CoreId, ListenerId, OpId, TimerId};
+use crate::handler::{ConnId, CoreId, ListenerId, OpId, TimerId, WalId};
 use crate::metrics::CoreMetrics;
 use crate::reorder::{ReorderWindow, Seq};
+use crate::wal_driver::WalDriver;
 
 /// The handle a callback gets to its core.
 pub struct Ctx<'a, M> {
@@ -345,6 +347,89 @@ impl<M: Send + 'static> Ctx<'_, M> {
                 _path: None,
             },
         )
+    }
+
+    /// Opens (creating if needed) a write-ahead log in directory `path`, driven by this
+    /// core's ring. Recovery runs here, synchronously (`config.recovery` decides what
+    /// damage is tolerated; a torn tail is cut): every record at or above `from` is handed
+    /// to `replay` in LSN order before this returns. Appends acknowledge through
+    /// [`crate::Handler::on_wal_durable`].
+    pub fn wal_open(
+        &mut self,
+        path: &std::path::Path,
+        config: ringfort_wal::WalConfig,
+        from: ringfort_wal::Lsn,
+        replay: impl FnMut(ringfort_wal::RecordRef<'_>) -> Result<(), ringfort_wal::WalError>,
+    ) -> Result<(WalId, ringfort_wal::RecoveryReport), EngineError> {
+        let sq = self.io.cfg.ring_entries as usize;
+        let (driver, report) = WalDriver::open(path, config, &self.io.arena, sq, from, replay)?;
+        let id = self.io.wals.insert(WalSlot::new(driver));
+        Ok((WalId(id as u32), report))
+    }
+
+    fn wal(&mut self, wal: WalId) -> Result<&mut WalDriver, EngineError> {
+        self.io
+            .wals
+            .get_mut(wal.0 as usize)
+            .map(|s| &mut s.driver)
+            .ok_or(EngineError::Limit("no such write-ahead log on this core"))
+    }
+
+    /// Appends a record (copied into pool blocks) and returns its LSN at once; it goes out
+    /// with this tick's group commit. [`ringfort_wal::WalError::Full`] is backpressure:
+    /// retry after the durable LSN moves.
+    pub fn wal_append(
+        &mut self,
+        wal: WalId,
+        payload: &[u8],
+    ) -> Result<ringfort_wal::Lsn, EngineError> {
+        let arena = &self.io.arena;
+        let slot = self
+            .io
+            .wals
+            .get_mut(wal.0 as usize)
+            .ok_or(EngineError::Limit("no such write-ahead log on this core"))?;
+        Ok(slot.driver.append(arena, payload)?)
+    }
+
+    /// Appends a record held in a chain, without copying it until its batch is sealed.
+    /// On error the chain is handed back.
+    #[allow(clippy::result_large_err)]
+    pub fn wal_append_chain(
+        &mut self,
+        wal: WalId,
+        chain: BufChain,
+    ) -> Result<ringfort_wal::Lsn, (BufChain, EngineError)> {
+        let arena = &self.io.arena;
+        let Some(slot) = self.io.wals.get_mut(wal.0 as usize) else {
+            return Err((
+                chain,
+                EngineError::Limit("no such write-ahead log on this core"),
+            ));
+        };
+        slot.driver
+            .append_chain(arena, chain)
+            .map_err(|(c, e)| (c, EngineError::Wal(e)))
+    }
+
+    /// Every record of `wal` below this LSN is durable.
+    pub fn wal_durable(&mut self, wal: WalId) -> Result<ringfort_wal::Lsn, EngineError> {
+        Ok(self.wal(wal)?.durable_lsn())
+    }
+
+    /// The LSN the next append to `wal` gets.
+    pub fn wal_next_lsn(&mut self, wal: WalId) -> Result<ringfort_wal::Lsn, EngineError> {
+        Ok(self.wal(wal)?.next_lsn())
+    }
+
+    /// Removes whole segments of `wal` below `checkpoint` (never one holding records that
+    /// are not durable yet). Returns how many went.
+    pub fn wal_truncate_prefix(
+        &mut self,
+        wal: WalId,
+        checkpoint: ringfort_wal::Lsn,
+    ) -> Result<usize, EngineError> {
+        Ok(self.wal(wal)?.truncate_prefix(checkpoint)?)
     }
 
     /// Asks the whole engine to stop (as [`crate::Engine::stop`] with a drain deadline).

@@ -28,6 +28,9 @@ pub enum EngineError {
     /// A bound was reached; the text names it and what to raise.
     #[error("limit reached: {0}")]
     Limit(&'static str),
+    /// A write-ahead log refused or failed.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] ringfort_wal::WalError),
     /// The engine is stopping and takes no new work.
     #[error("the engine is stopping")]
     Stopping,

@@ -72,6 +72,10 @@ pub struct TimerId(pub(crate) u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OpId(pub(crate) u64);
 
+/// A write-ahead log opened by [`Ctx::wal_open`] on this core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WalId(pub(crate) u32);
+
 /// Why a connection closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -170,6 +174,29 @@ pub trait Handler: 'static {
     /// A file operation completed.
     fn on_file(&mut self, cx: &mut Ctx<'_, Self::Msg>, op: OpId, done: FileDone) {
         let _ = (cx, op, done);
+    }
+
+    /// Every record of `wal` below LSN `durable` is durable (written, and synced under
+    /// `Durability::Sync`): acknowledge the appends below it.
+    fn on_wal_durable(
+        &mut self,
+        cx: &mut Ctx<'_, Self::Msg>,
+        wal: WalId,
+        durable: ringfort_wal::Lsn,
+    ) {
+        let _ = (cx, wal, durable);
+    }
+
+    /// Records of `wal` failed to become durable (`failure.lsns`; a failed sync poisons
+    /// the segment and the log moves to a new one). Their appenders must be told; the LSNs
+    /// are handed out again.
+    fn on_wal_failed(
+        &mut self,
+        cx: &mut Ctx<'_, Self::Msg>,
+        wal: WalId,
+        failure: ringfort_wal::Failure,
+    ) {
+        let _ = (cx, wal, failure);
     }
 
     /// Called once per loop iteration after completions were handled, before submitting.

@@ -25,7 +25,11 @@
 //! 4. **Send.** Replies queue in the connection's bounded [`outbox`]; once per tick each
 //!    connection gets one gathered `SENDMSG`, or a `SEND_ZC` from registered memory for a
 //!    large block, held until the kernel's notification.
-//! 5. **Stop.** [`Engine::stop`] closes listeners, drains queued replies up to a deadline,
+//! 5. **Log.** A handler opens per-core write-ahead logs with [`Ctx::wal_open`] and
+//!    appends records that return their LSN at once; once per tick the WAL driver seals
+//!    what was appended and submits linked writes from registered blocks plus one
+//!    `fdatasync` (a group commit). [`Handler::on_wal_durable`] reports the durable LSN.
+//! 6. **Stop.** [`Engine::stop`] closes listeners, drains queued replies up to a deadline,
 //!    cancels what is left, and waits for the kernel to return every buffer.
 //!
 //! Every queue is bounded; [`Limits`] says what happens at each bound.
@@ -44,11 +48,15 @@ pub mod outbox;
 pub mod probe;
 pub mod reorder;
 mod timers;
+mod wal_driver;
 
 pub use config::{EngineConfig, Limits, NetConfig, RecvBuffers};
 pub use ctx::Ctx;
 pub use engine::Engine;
 pub use error::EngineError;
-pub use handler::{CloseReason, ConnId, CoreId, FileDone, Handler, ListenerId, OpId, TimerId};
+pub use handler::{
+    CloseReason, ConnId, CoreId, FileDone, Handler, ListenerId, OpId, TimerId, WalId,
+};
 pub use metrics::CoreMetrics;
 pub use ringfort_pool as pool;
+pub use ringfort_wal as wal;

@@ -127,6 +127,13 @@ impl WalConfig {
         self.limits().map(|_| ())
     }
 
+    /// The most pool blocks one sealed batch can span (a batch just short of
+    /// `batch_bytes` plus a record of `max_record`): a driver that writes one block per
+    /// operation sizes its submission queue from this.
+    pub fn max_batch_blocks(&self) -> Result<usize, WalError> {
+        self.limits().map(|l| l.max_batch_blocks)
+    }
+
     pub(crate) fn limits(&self) -> Result<Limits, WalError> {
         let bad = |m: String| Err(WalError::Config(m));
         if self.block_size % PAGE != 0 || !(2 * PAGE..=16 << 20).contains(&self.block_size) {

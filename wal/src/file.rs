@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +208,14 @@ impl SegmentFile for StdFile {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+}
+
+impl From<StdFile> for OwnedFd {
+    /// The descriptor, for drivers that do their own I/O on it (the engine's io_uring
+    /// driver).
+    fn from(f: StdFile) -> OwnedFd {
+        f.file.into()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Segment files on a [`Dir`]: creating (or recycling) them, writing and syncing sealed
-//! batches, removing whole segments below a checkpoint, and the repair recovery asks for.
+//! batches, removing whole segments below a checkpoint, and opening a log for appending
+//! (recovery plus the repair it asks for).
 //!
 //! Every creation, removal and rename is followed by an `fsync` of the directory before
 //! anything depends on it.
@@ -8,11 +9,12 @@ use std::io::{self, IoSlice};
 
 use ringfort_pool::PoolBuf;
 
+use crate::config::{WalConfig, MAX_RECORD_LIMIT, MAX_SEGMENT_LIMIT};
 use crate::error::{IoFailure, IoOp, WalError};
-use crate::file::{list_segments, Dir, SegmentFile};
+use crate::file::{list_segments, Dir, DirSegments, SegmentFile};
 use crate::format::{parse_segment_file_name, segment_file_name, SEGMENT_HEADER_LEN, SPARE_PREFIX};
 use crate::plan::{CreatePlan, SyncKind, WritePlan};
-use crate::recovery::Repair;
+use crate::recovery::{LogReader, ReadOptions, RecordRef, RecoveryReport, Repair};
 use crate::Lsn;
 
 /// iovecs per `pwritev2` call (kept on the stack).
@@ -41,22 +43,7 @@ impl<D: Dir> SegmentWriter<D> {
     /// written to; the previous one is closed.
     pub fn create(&mut self, dir: &D, plan: &CreatePlan) -> Result<(), IoFailure> {
         let fail = |e: io::Error| IoFailure::new(IoOp::Create, plan.segment, &e);
-        let name = segment_file_name(plan.segment);
-        let names = dir.list().map_err(fail)?;
-        for n in &names {
-            if parse_segment_file_name(n).is_some_and(|id| id >= plan.segment) {
-                dir.remove(n).map_err(fail)?;
-            }
-        }
-        let spare = names.iter().find(|n| n.starts_with(SPARE_PREFIX));
-        let mut file = match spare {
-            Some(s) => {
-                dir.rename(s, &name).map_err(fail)?;
-                dir.open(&name).map_err(fail)?
-            }
-            None => dir.create(&name).map_err(fail)?,
-        };
-        file.allocate(plan.size).map_err(fail)?;
+        let mut file = prepare_segment(dir, plan)?;
         plan.header().encode(&mut self.header[..SEGMENT_HEADER_LEN]);
         write_all(
             &mut file,
@@ -116,6 +103,64 @@ impl<D: Dir> SegmentWriter<D> {
         }
         Ok(())
     }
+}
+
+/// The metadata half of a [`CreatePlan`], for drivers that do the rest themselves (the
+/// engine's io_uring driver writes the header and syncs on its ring): removes segments
+/// named at or above the plan's (they hold nothing durable), takes a spare or creates the
+/// file, and preallocates it. The caller must then write the header
+/// ([`CreatePlan::header`]) at offset 0, `fdatasync` the file and `fsync` the directory,
+/// in that order, before any batch goes to the segment.
+pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, IoFailure> {
+    let fail = |e: io::Error| IoFailure::new(IoOp::Create, plan.segment, &e);
+    let name = segment_file_name(plan.segment);
+    let names = dir.list().map_err(fail)?;
+    for n in &names {
+        if parse_segment_file_name(n).is_some_and(|id| id >= plan.segment) {
+            dir.remove(n).map_err(fail)?;
+        }
+    }
+    let spare = names.iter().find(|n| n.starts_with(SPARE_PREFIX));
+    let mut file = match spare {
+        Some(s) => {
+            dir.rename(s, &name).map_err(fail)?;
+            dir.open(&name).map_err(fail)?
+        }
+        None => dir.create(&name).map_err(fail)?,
+    };
+    file.allocate(plan.size).map_err(fail)?;
+    Ok(file)
+}
+
+/// Opens the log in `dir` for appending: reads it with `config.recovery`, handing every
+/// record at or above `from` to `replay` in LSN order (segments wholly below `from` are
+/// not read; pass 0 to check the whole log), cuts a torn tail as the report's [`Repair`]
+/// says, and syncs every segment so that what was read is durable before new batches
+/// claim it in their watermark. An error from `replay` stops the open and is returned.
+/// The report's `next_lsn` is where [`LogCore::new`](crate::LogCore::new) continues.
+pub fn recover<D: Dir>(
+    dir: &D,
+    config: &WalConfig,
+    from: Lsn,
+    mut replay: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
+) -> Result<RecoveryReport, WalError> {
+    config.validate()?;
+    let mut reader = LogReader::new(
+        DirSegments(dir),
+        ReadOptions {
+            mode: config.recovery,
+            from,
+            max_record: MAX_RECORD_LIMIT,
+            max_segment_bytes: MAX_SEGMENT_LIMIT,
+        },
+    );
+    while let Some(rec) = reader.next_record()? {
+        replay(rec)?;
+    }
+    let report = reader.finish()?;
+    apply_repair(dir, &report.repair)?;
+    sync_all(dir)?;
+    Ok(report)
 }
 
 /// Writes every byte of `bufs` at `offset`, continuing after short writes.

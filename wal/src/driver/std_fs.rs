@@ -23,13 +23,13 @@ use ringfort_pool::{
     MAX_CHUNKS,
 };
 
-use crate::config::{Durability, Limits, WalConfig, MAX_RECORD_LIMIT, MAX_SEGMENT_LIMIT};
+use crate::config::{Durability, Limits, WalConfig};
 use crate::core::LogCore;
 use crate::error::{IoFailure, WalError};
-use crate::file::{Dir, DirSegments, StdDir};
+use crate::file::{Dir, StdDir};
 use crate::plan::{Io, Progress, WriteJob};
-use crate::recovery::{LogReader, ReadOptions, RecordRef, RecoveryReport};
-use crate::segment::{apply_repair, sync_all, truncate_prefix, SegmentWriter};
+use crate::recovery::{RecordRef, RecoveryReport};
+use crate::segment::{recover, truncate_prefix, SegmentWriter};
 use crate::Lsn;
 
 #[derive(Clone, Debug)]
@@ -149,24 +149,10 @@ impl<D: Dir> Wal<D> {
         dir: D,
         config: WalConfig,
         from: Lsn,
-        mut replay: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
+        replay: impl FnMut(RecordRef<'_>) -> Result<(), WalError>,
     ) -> Result<(Wal<D>, RecoveryReport), WalError> {
         let lim = config.limits()?;
-        let mut reader = LogReader::new(
-            DirSegments(&dir),
-            ReadOptions {
-                mode: config.recovery,
-                from,
-                max_record: MAX_RECORD_LIMIT,
-                max_segment_bytes: MAX_SEGMENT_LIMIT,
-            },
-        );
-        while let Some(rec) = reader.next_record()? {
-            replay(rec)?;
-        }
-        let report = reader.finish()?;
-        apply_repair(&dir, &report.repair)?;
-        sync_all(&dir)?;
+        let report = recover(&dir, &config, from, replay)?;
         let core = LogCore::new(&config, report.next_lsn)?;
         let waiters = config.max_waiters;
         let shared = Arc::new(Shared {

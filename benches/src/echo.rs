@@ -1,0 +1,835 @@
+//! The `echo` suite: the ringfort engine's echo server beside two tokio echo servers, all
+//! driven by the same load generator ([`crate::loadgen`]) over loopback.
+//!
+//! - **ours**: [`ringfort::Engine`] with the echo handler of `engine/examples/echo.rs`
+//!   (`on_data` splits off the whole chain and `cx.send`s it back, no copy), started in
+//!   this process with `EngineConfig::default()` on the server CPUs.
+//! - **tokio multi-thread**: one multi-thread runtime with one worker per server CPU (its
+//!   threads restricted to the server CPUs), one listener, one task per connection that
+//!   reads into a 64 KiB buffer and `write_all`s it back.
+//! - **tokio current-thread per core**: one current-thread runtime per server CPU, each on
+//!   a thread pinned to its CPU with its own `SO_REUSEPORT` listener, the same task.
+//!
+//! Every server has `TCP_NODELAY` on its connections and a listen backlog of 4096. The
+//! CPUs are split once, the same way for every server: the load generator (a child
+//! process) gets the first half of the CPUs this process may use and the servers the
+//! rest; on this project's 2-CPU machines, CPU 0 drives and CPU 1 serves. Each trial
+//! starts a fresh server, runs one load-generator child against it, and stops the
+//! server; trials interleave the servers, rotating which goes first.
+//!
+//! Reported per case: messages per second echoed inside the window (median and spread),
+//! latency p50/p99/p999 from an HDR histogram of every trial, ours' `io_uring_enter`
+//! calls per 1,000 messages (from [`ringfort::Engine::metrics`] read when the window opens
+//! and closes), and how busy the server and load-generator CPUs were. A server whose run
+//! fails (a wrong echo, an early close, a stall) is left out with the reason; when ours
+//! fails, the case is dropped with a reproduction: the configuration, the load, what the
+//! load generator saw, and the engine's counters.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringfort::pool::BufChain;
+use ringfort::{ConnId, CoreMetrics, Ctx, Engine, EngineConfig, Handler};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::loadgen::{self, Hooks, Spec};
+use crate::progress::{self, Progress};
+use crate::report::{Dropped, Row, SuiteReport};
+use crate::stats::{latency_histogram, Latency, Trials};
+use crate::sys;
+use crate::{BoxError, RunOpts};
+
+const SUITE: &str = "echo";
+const OURS: &str = "ours";
+const TOKIO_MT: &str = "tokio multi-thread";
+const TOKIO_CT: &str = "tokio current-thread per core";
+const ENTERS: &str = "ours io_uring_enter calls per 1,000 msgs";
+
+/// Messages each connection keeps in flight, for every server.
+const WINDOW: usize = 1;
+/// Bytes the tokio servers read at once.
+const TOKIO_BUF: usize = 64 << 10;
+/// The listen backlog of the tokio servers (ours: `NetConfig::default().backlog`).
+const BACKLOG: u32 = 4096;
+/// Time after the window for every message in flight to come back.
+const DRAIN: Duration = Duration::from_secs(3);
+/// Other processes' share of a side's CPUs above which the row says it was disturbed.
+const DISTURBED: f64 = 0.15;
+/// Extra time the load generator gets (connecting, starting) before it is killed.
+const GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    size: usize,
+    size_name: &'static str,
+    conns: usize,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!("echo {} x{} conns", self.size_name, thousands(self.conns))
+    }
+}
+
+/// `1000` as `1,000`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+struct Plan {
+    trials: usize,
+    warmup: Duration,
+    measure: Duration,
+    cases: Vec<Case>,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        let cases = [(100, "100 B"), (4 << 10, "4 KiB")]
+            .iter()
+            .flat_map(|&(size, size_name)| {
+                [50, 1000].into_iter().map(move |conns| Case {
+                    size,
+                    size_name,
+                    conns,
+                })
+            })
+            .collect();
+        if quick {
+            Plan {
+                trials: 3,
+                warmup: Duration::from_millis(250),
+                measure: Duration::from_millis(800),
+                cases,
+            }
+        } else {
+            Plan {
+                trials: 7,
+                warmup: Duration::from_millis(500),
+                measure: Duration::from_secs(3),
+                cases,
+            }
+        }
+    }
+}
+
+/// Which CPUs serve and which drive, the same for every server.
+struct Layout {
+    server: Vec<usize>,
+    loadgen: Vec<usize>,
+    note: String,
+}
+
+fn layout() -> Result<Layout, String> {
+    let cpus = sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
+    if cpus.len() < 2 {
+        return Ok(Layout {
+            server: cpus.clone(),
+            loadgen: cpus.clone(),
+            note: format!(
+                "only CPU {:?} is usable, so the server and the load generator share it (for \
+                 every server alike)",
+                cpus
+            ),
+        });
+    }
+    let half = cpus.len() / 2;
+    let (loadgen, server) = (cpus[..half].to_vec(), cpus[half..].to_vec());
+    let note = format!(
+        "CPUs: the load generator (a child process, {} thread(s), one per CPU, epoll) runs \
+         on {loadgen:?}, every server on {server:?} ({} core(s)); the same split for every \
+         server; {WINDOW} message(s) in flight per connection",
+        loadgen.len(),
+        server.len()
+    );
+    Ok(Layout {
+        server,
+        loadgen,
+        note,
+    })
+}
+
+/// Runs the suite.
+pub fn run(opts: &RunOpts) -> Result<SuiteReport, BoxError> {
+    let plan = Plan::new(opts.quick);
+    let layout = layout()?;
+    progress::say(SUITE, &layout.note);
+    let (soft, hard) = sys::raise_nofile()?;
+    let mut rows = Vec::new();
+    let mut dropped = Vec::new();
+    for case in &plan.cases {
+        // This process holds the server side, the child the client side, plus slack.
+        let need = case.conns as u64 + 256;
+        if soft < need {
+            dropped.push(Dropped {
+                case: case.name(),
+                reason: format!(
+                    "RLIMIT_NOFILE is {soft} (hard {hard}), {need} descriptors are needed"
+                ),
+            });
+            continue;
+        }
+        match run_case(&plan, &layout, case) {
+            Ok(row) => rows.push(row),
+            Err(reason) => {
+                progress::say(SUITE, &format!("{}: NOT MEASURED: {reason}", case.name()));
+                dropped.push(Dropped {
+                    case: case.name(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(SuiteReport {
+        suite: SUITE,
+        rows,
+        dropped,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ours,
+    TokioMt,
+    TokioCt,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => OURS,
+            Kind::TokioMt => TOKIO_MT,
+            Kind::TokioCt => TOKIO_CT,
+        }
+    }
+}
+
+/// The ringfort echo handler of `engine/examples/echo.rs`, plus a start-up report.
+struct Echo {
+    addr: SocketAddr,
+    ready: mpsc::Sender<Result<(), String>>,
+}
+
+impl Handler for Echo {
+    type Msg = ();
+
+    fn on_start(&mut self, cx: &mut Ctx<'_, ()>) {
+        match cx.listen(self.addr) {
+            Ok(_) => {
+                let _ = self.ready.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = self.ready.send(Err(format!(
+                    "core {}: cannot listen on {}: {e}",
+                    cx.core(),
+                    self.addr
+                )));
+                cx.stop_engine(Duration::ZERO);
+            }
+        }
+    }
+
+    fn on_data(&mut self, cx: &mut Ctx<'_, ()>, conn: ConnId, data: &mut BufChain) {
+        let all = data.split_to(data.len());
+        let _ = cx.send(conn, all);
+    }
+}
+
+enum Server {
+    Ours(Engine<()>),
+    TokioMt(tokio::runtime::Runtime),
+    TokioCt(Vec<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>),
+}
+
+async fn echo_conn(mut s: tokio::net::TcpStream) {
+    let mut buf = vec![0u8; TOKIO_BUF];
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn accept_loop(l: tokio::net::TcpListener) {
+    loop {
+        match l.accept().await {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(echo_conn(s));
+            }
+            // Out of descriptors or a connection reset before accept: go on.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+fn tokio_listener(addr: SocketAddr, reuseport: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    if reuseport {
+        s.set_reuseport(true)?;
+    }
+    s.set_nodelay(true)?;
+    s.bind(addr)?;
+    s.listen(BACKLOG)
+}
+
+impl Server {
+    fn start(kind: Kind, addr: SocketAddr, cpus: &[usize]) -> Result<Server, String> {
+        match kind {
+            Kind::Ours => {
+                let (tx, rx) = mpsc::channel();
+                let config = EngineConfig {
+                    cpus: cpus.to_vec(),
+                    ..EngineConfig::default()
+                };
+                let engine = Engine::start(config, move |_| Echo {
+                    addr,
+                    ready: tx.clone(),
+                })
+                .map_err(|e| format!("Engine::start: {e}"))?;
+                for _ in cpus {
+                    match rx.recv_timeout(Duration::from_secs(10)) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err("a core did not start listening in 10 s".into()),
+                    }
+                }
+                Ok(Server::Ours(engine))
+            }
+            Kind::TokioMt => {
+                let pin = cpus.to_vec();
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(cpus.len())
+                    .thread_name("tokio-echo-mt")
+                    .enable_io()
+                    .on_thread_start(move || {
+                        let _ = sys::pin_current_thread(&pin);
+                    })
+                    .build()
+                    .map_err(|e| format!("building the tokio runtime: {e}"))?;
+                let l = rt
+                    .block_on(async { tokio_listener(addr, false) })
+                    .map_err(|e| format!("tokio listener on {addr}: {e}"))?;
+                rt.spawn(accept_loop(l));
+                Ok(Server::TokioMt(rt))
+            }
+            Kind::TokioCt => {
+                let mut threads = Vec::new();
+                for &cpu in cpus {
+                    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+                    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                    let t = std::thread::Builder::new()
+                        .name(format!("tokio-echo-ct-{cpu}"))
+                        .spawn(move || {
+                            let _ = sys::pin_current_thread(&[cpu]);
+                            let rt = match tokio::runtime::Builder::new_current_thread()
+                                .enable_io()
+                                .build()
+                            {
+                                Ok(rt) => rt,
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+                                    return;
+                                }
+                            };
+                            rt.block_on(async move {
+                                match tokio_listener(addr, true) {
+                                    Ok(l) => {
+                                        let _ = ready_tx.send(Ok(()));
+                                        tokio::spawn(accept_loop(l));
+                                        let _ = stop_rx.await;
+                                    }
+                                    Err(e) => {
+                                        let _ = ready_tx
+                                            .send(Err(format!("tokio listener on {addr}: {e}")));
+                                    }
+                                }
+                            });
+                            // Dropping the runtime drops every connection task.
+                            drop(rt);
+                        })
+                        .map_err(|e| format!("spawning a tokio thread: {e}"))?;
+                    threads.push((stop_tx, t));
+                    let ok = ready_rx
+                        .recv_timeout(Duration::from_secs(10))
+                        .unwrap_or_else(|_| Err("the tokio thread did not start".into()));
+                    if let Err(e) = ok {
+                        let _ = Server::TokioCt(threads).stop();
+                        return Err(e);
+                    }
+                }
+                Ok(Server::TokioCt(threads))
+            }
+        }
+    }
+
+    fn metrics(&self) -> Option<Vec<CoreMetrics>> {
+        match self {
+            Server::Ours(e) => Some(e.metrics()),
+            _ => None,
+        }
+    }
+
+    /// Stops the server; an error names a core that failed.
+    fn stop(self) -> Result<(), String> {
+        match self {
+            Server::Ours(e) => {
+                e.stop(Duration::ZERO);
+                e.wait().map(drop).map_err(|e| format!("engine: {e}"))
+            }
+            Server::TokioMt(rt) => {
+                rt.shutdown_timeout(Duration::from_secs(2));
+                Ok(())
+            }
+            Server::TokioCt(threads) => {
+                for (stop, t) in threads {
+                    let _ = stop.send(());
+                    let _ = t.join();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What is read when the window opens and when it closes.
+struct Snap {
+    at: Instant,
+    /// This process's CPU time (the server's threads are the only busy ones in it).
+    cpu: Duration,
+    /// Ours' per-core counters.
+    metrics: Option<Vec<CoreMetrics>>,
+    /// Machine-wide ticks of the server CPUs and of the load generator's CPUs.
+    server_ticks: Option<Vec<(u64, u64)>>,
+    loadgen_ticks: Option<Vec<(u64, u64)>>,
+}
+
+/// Server-side counters read when the window opens and closes.
+struct Snapshots<'a> {
+    server: &'a Server,
+    layout: &'a Layout,
+    open: Option<Snap>,
+    close: Option<Snap>,
+}
+
+impl Snapshots<'_> {
+    fn take(&self) -> Snap {
+        Snap {
+            at: Instant::now(),
+            cpu: sys::process_cpu_time(),
+            metrics: self.server.metrics(),
+            server_ticks: sys::cpu_ticks(&self.layout.server),
+            loadgen_ticks: sys::cpu_ticks(&self.layout.loadgen),
+        }
+    }
+
+    /// How busy the server was in the window (1.0 = all of its CPUs).
+    fn server_busy(&self) -> Option<f64> {
+        let (a, b) = (self.open.as_ref()?, self.close.as_ref()?);
+        let wall = b.at.duration_since(a.at).as_secs_f64();
+        let cpus = self.layout.server.len().max(1) as f64;
+        (wall > 0.0).then(|| b.cpu.saturating_sub(a.cpu).as_secs_f64() / wall / cpus)
+    }
+
+    /// How busy the server's and the load generator's CPUs were in the window, counting
+    /// every process on the machine.
+    fn cpus_busy(&self) -> (Option<f64>, Option<f64>) {
+        let (Some(a), Some(b)) = (self.open.as_ref(), self.close.as_ref()) else {
+            return (None, None);
+        };
+        let busy = |x: &Option<Vec<(u64, u64)>>, y: &Option<Vec<(u64, u64)>>| {
+            sys::busy_between(x.as_ref()?, y.as_ref()?)
+        };
+        (
+            busy(&a.server_ticks, &b.server_ticks),
+            busy(&a.loadgen_ticks, &b.loadgen_ticks),
+        )
+    }
+
+    /// `io_uring_enter` calls in the window, summed over the cores.
+    fn enters(&self) -> Option<u64> {
+        let sum = |m: &Vec<CoreMetrics>| m.iter().map(|c| c.enters).sum::<u64>();
+        let a = self.open.as_ref()?.metrics.as_ref()?;
+        let b = self.close.as_ref()?.metrics.as_ref()?;
+        Some(sum(b).saturating_sub(sum(a)))
+    }
+}
+
+impl Hooks for Snapshots<'_> {
+    fn window_opened(&mut self) {
+        self.open = Some(self.take());
+    }
+
+    fn window_closed(&mut self) {
+        self.close = Some(self.take());
+    }
+}
+
+/// What one run of one server measured.
+struct RunOutcome {
+    msgs_per_sec: f64,
+    hist: Histogram<u64>,
+    enters_per_1000: Option<f64>,
+    server_busy: Option<f64>,
+    loadgen_busy: f64,
+    /// Machine-wide busy share of the server's and the load generator's CPUs.
+    server_cpus_busy: Option<f64>,
+    loadgen_cpus_busy: Option<f64>,
+    idle_conns: usize,
+}
+
+/// The engine's counters summed over cores, for reproductions.
+fn metrics_text(m: &[CoreMetrics]) -> String {
+    let mut t = CoreMetrics::default();
+    for c in m {
+        t.ticks += c.ticks;
+        t.enters += c.enters;
+        t.sqes += c.sqes;
+        t.completions += c.completions;
+        t.bytes_in += c.bytes_in;
+        t.bytes_out += c.bytes_out;
+        t.accepts += c.accepts;
+        t.accept_refused += c.accept_refused;
+        t.accept_backoffs += c.accept_backoffs;
+        t.closes += c.closes;
+        t.evictions += c.evictions;
+        t.sends_zc += c.sends_zc;
+        t.sends_copy += c.sends_copy;
+        t.recv_rearms += c.recv_rearms;
+        t.recv_enobufs += c.recv_enobufs;
+        t.read_pauses += c.read_pauses;
+        t.conns += c.conns;
+        t.ops_in_flight += c.ops_in_flight;
+    }
+    format!("{t:?}")
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = StdListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+fn one_run(kind: Kind, plan: &Plan, layout: &Layout, case: &Case) -> Result<RunOutcome, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let server = Server::start(kind, addr, &layout.server)?;
+    let spec = Spec {
+        addr,
+        conns: case.conns,
+        size: case.size,
+        window: WINDOW,
+        warmup: plan.warmup,
+        measure: plan.measure,
+        drain: DRAIN,
+        cpus: layout.loadgen.clone(),
+    };
+    let mut snaps = Snapshots {
+        server: &server,
+        layout,
+        open: None,
+        close: None,
+    };
+    let report = loadgen::run_child(&spec, GRACE, &mut snaps);
+    let server_busy = snaps.server_busy();
+    let (server_cpus_busy, loadgen_cpus_busy) = snaps.cpus_busy();
+    let enters = snaps.enters();
+    let end_metrics = server.metrics();
+    let stopped = server.stop();
+    let repro = |what: String| -> String {
+        let mut s = format!(
+            "{what} [load: {} conns to {addr}, {} B messages, {WINDOW} in flight each, \
+             {:.2} s warm-up + {:.2} s window; server CPUs {:?}, load generator CPUs {:?}",
+            case.conns,
+            case.size,
+            plan.warmup.as_secs_f64(),
+            plan.measure.as_secs_f64(),
+            layout.server,
+            layout.loadgen
+        );
+        if kind == Kind::Ours {
+            s.push_str("; EngineConfig::default() with those cpus, the echo handler");
+            if let Some(m) = &end_metrics {
+                s.push_str(&format!(
+                    "; engine counters at the end: {}",
+                    metrics_text(m)
+                ));
+            }
+        }
+        s.push(']');
+        s
+    };
+    let report = report.map_err(&repro)?;
+    if !report.errors.is_empty() {
+        return Err(repro(format!(
+            "the load generator saw {} error(s), first: {}",
+            report.errors.len(),
+            report.errors.join("; ")
+        )));
+    }
+    if report.undrained_conns > 0 {
+        return Err(repro(format!(
+            "{} connection(s) still missed echoed bytes {:.1} s after the window closed",
+            report.undrained_conns,
+            DRAIN.as_secs_f64()
+        )));
+    }
+    if report.msgs == 0 {
+        return Err(repro("no message was echoed inside the window".into()));
+    }
+    stopped.map_err(&repro)?;
+    let enters_per_1000 = enters.map(|e| e as f64 / report.msgs as f64 * 1000.0);
+    Ok(RunOutcome {
+        msgs_per_sec: report.msgs_per_sec(),
+        hist: report.histogram(),
+        enters_per_1000,
+        server_busy,
+        loadgen_busy: report.busy(),
+        server_cpus_busy,
+        loadgen_cpus_busy,
+        idle_conns: report.idle_conns,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// One case
+
+struct Side {
+    kind: Kind,
+    trials: Trials,
+    hist: Histogram<u64>,
+    server_busy: Trials,
+    loadgen_busy: Trials,
+    /// Machine-wide busy share of the server CPUs and the load generator CPUs.
+    server_cpus: Trials,
+    loadgen_cpus: Trials,
+    enters: Trials,
+    idle_conns: usize,
+    failed: Option<String>,
+}
+
+fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
+    let name = case.name();
+    let mut sides: Vec<Side> = [Kind::Ours, Kind::TokioMt, Kind::TokioCt]
+        .into_iter()
+        .map(|kind| Side {
+            kind,
+            trials: Trials::new(),
+            hist: latency_histogram(),
+            server_busy: Trials::new(),
+            loadgen_busy: Trials::new(),
+            server_cpus: Trials::new(),
+            loadgen_cpus: Trials::new(),
+            enters: Trials::new(),
+            idle_conns: 0,
+            failed: None,
+        })
+        .collect();
+    let progress = Progress::start(SUITE, &name, plan.trials);
+    for trial in 0..plan.trials {
+        let n = sides.len();
+        for i in 0..n {
+            let side = &mut sides[(i + trial) % n];
+            if side.failed.is_some() {
+                continue;
+            }
+            match one_run(side.kind, plan, layout, case) {
+                Ok(o) => {
+                    side.trials.push(o.msgs_per_sec);
+                    let _ = side.hist.add(&o.hist);
+                    if let Some(b) = o.server_busy {
+                        side.server_busy.push(b);
+                    }
+                    side.loadgen_busy.push(o.loadgen_busy);
+                    if let Some(b) = o.server_cpus_busy {
+                        side.server_cpus.push(b);
+                    }
+                    if let Some(b) = o.loadgen_cpus_busy {
+                        side.loadgen_cpus.push(b);
+                    }
+                    if let Some(e) = o.enters_per_1000 {
+                        side.enters.push(e);
+                    }
+                    side.idle_conns = side.idle_conns.max(o.idle_conns);
+                }
+                Err(e) => {
+                    eprintln!();
+                    progress::say(SUITE, &format!("{name}: {} failed: {e}", side.kind.name()));
+                    side.failed = Some(e);
+                }
+            }
+        }
+        progress.trial();
+    }
+    progress.finish();
+
+    if let Some(why) = &sides[0].failed {
+        return Err(format!("the ringfort engine failed: {why}"));
+    }
+    let ours = sides[0].trials.summary().ok_or("no trial of ours ran")?;
+    let mut peers = Vec::new();
+    let mut peers_not_run = Vec::new();
+    let mut latency = Vec::new();
+    let mut busy = Vec::new();
+    let mut disturbed = Vec::new();
+    let mut idle = Vec::new();
+    for s in &sides {
+        let label = s.kind.name();
+        if let Some(l) = Latency::from_histogram(&s.hist) {
+            latency.push((label.to_string(), l));
+        }
+        if let (Some(sb), Some(lb)) = (s.server_busy.summary(), s.loadgen_busy.summary()) {
+            let all = |t: &Trials| {
+                t.summary().map_or(String::new(), |a| {
+                    format!(" (its CPUs: {:.0}%)", a.median * 100.0)
+                })
+            };
+            busy.push(format!(
+                "{label}: server {:.0}%{}, load generator {:.0}%{}",
+                sb.median * 100.0,
+                all(&s.server_cpus),
+                lb.median * 100.0,
+                all(&s.loadgen_cpus)
+            ));
+            // What other processes took from the CPUs this side ran on.
+            let foreign = |all: &Trials, own: f64| all.summary().map(|a| a.median - own);
+            let f_server = foreign(&s.server_cpus, sb.median).unwrap_or(0.0);
+            let f_loadgen = foreign(&s.loadgen_cpus, lb.median).unwrap_or(0.0);
+            if f_server.max(f_loadgen) > DISTURBED {
+                disturbed.push(format!(
+                    "{label}: other processes used about {:.0}% of the server CPUs and {:.0}% \
+                     of the load generator CPUs",
+                    f_server.max(0.0) * 100.0,
+                    f_loadgen.max(0.0) * 100.0
+                ));
+            }
+        }
+        if s.idle_conns > 0 {
+            idle.push(format!(
+                "{label}: up to {} of {} connections completed no message in a window",
+                s.idle_conns, case.conns
+            ));
+        }
+        if s.kind == Kind::Ours {
+            continue;
+        }
+        match (&s.failed, s.trials.summary()) {
+            (Some(why), _) => peers_not_run.push((label.to_string(), why.clone())),
+            (None, Some(sum)) => peers.push((label.to_string(), sum)),
+            (None, None) => peers_not_run.push((label.to_string(), "no trial ran".into())),
+        }
+    }
+    let mut extra = Vec::new();
+    let mut notes = vec![
+        format!(
+            "msgs/s: messages of {} B whose echo came back inside a {:.2} s window after a \
+             {:.2} s warm-up, {} connections each keeping {WINDOW} message(s) in flight; \
+             every echoed byte checked; a fresh server per trial, servers interleaved, {} \
+             trials",
+            case.size,
+            plan.measure.as_secs_f64(),
+            plan.warmup.as_secs_f64(),
+            case.conns,
+            plan.trials
+        ),
+        layout.note.clone(),
+        format!(
+            "latency: from the write that starts a message to the read that completes its \
+             echo, HDR histogram of every trial; servers: ours = ringfort Engine, \
+             EngineConfig::default(), the echo handler of engine/examples/echo.rs; tokio \
+             1.x tasks read into a {} KiB buffer and write_all it back",
+            TOKIO_BUF >> 10
+        ),
+    ];
+    if let Some(e) = sides[0].enters.summary() {
+        notes.push(format!(
+            "ours made {:.1} io_uring_enter calls per 1,000 messages (median; from \
+             Engine::metrics() enters read when the window opened and closed; goal <= 50 at \
+             1,000 connections)",
+            e.median
+        ));
+        extra.push((ENTERS.to_string(), e));
+    }
+    if !busy.is_empty() {
+        notes.push(format!(
+            "CPU busy in the window (median; 100% = all CPUs of that side; in brackets the \
+             same CPUs counting every process on the machine): {}",
+            busy.join("; ")
+        ));
+    }
+    if !disturbed.is_empty() {
+        let msg = format!(
+            "DISTURBED: the machine was not quiet, so these figures are not clean: {}",
+            disturbed.join("; ")
+        );
+        progress::say(SUITE, &format!("{name}: {msg}"));
+        notes.push(msg);
+    }
+    notes.extend(idle);
+    Ok(Row {
+        suite: SUITE,
+        case: name,
+        metric: "msgs/s",
+        higher_is_better: true,
+        ours,
+        peers,
+        peers_not_run,
+        notes,
+        latency,
+        extra,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names() {
+        let c = Case {
+            size: 100,
+            size_name: "100 B",
+            conns: 1000,
+        };
+        assert_eq!(c.name(), "echo 100 B x1,000 conns");
+        assert_eq!(thousands(50), "50");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(Plan::new(true).cases.len(), 4);
+    }
+
+    #[test]
+    fn tokio_servers_echo() {
+        let cpus = sys::allowed_cpus().unwrap();
+        for kind in [Kind::TokioMt, Kind::TokioCt] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+            let server = Server::start(kind, addr, &cpus[..1]).unwrap();
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            use std::io::{Read as _, Write as _};
+            s.write_all(b"hello").unwrap();
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"hello");
+            drop(s);
+            server.stop().unwrap();
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The Ringfort RESP server (being built).
+
+mod commands;
+mod db;
+mod protocol;
+mod reply;
+
+fn main() {}
