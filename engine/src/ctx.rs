@@ -103,6 +103,25 @@ impl<M: Send + 'static> Ctx<'_, M> {
         queued
     }
 
+    /// Gives `conn` its own outbound queue limits (for example Redis's pub/sub limits for
+    /// a client that subscribes). Crossing them evicts the connection with a reason.
+    pub fn set_outbox_limits(
+        &mut self,
+        conn: ConnId,
+        limits: crate::outbox::OutboxLimits,
+    ) -> Result<(), EngineError> {
+        let key = self.key(conn)?;
+        let c = &mut self.io.conns[key as usize];
+        let bad = |e: crate::outbox::LimitsError| EngineError::Config(e.to_string());
+        match c.outbox.as_mut() {
+            Some(o) => o.set_limits(limits).map_err(bad),
+            None => {
+                c.outbox = Some(crate::outbox::Outbox::new(limits).map_err(bad)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Closes `conn` after its queued replies are sent (for at most a few seconds).
     /// `on_close` follows.
     pub fn close(&mut self, conn: ConnId) {
@@ -152,6 +171,22 @@ impl<M: Send + 'static> Ctx<'_, M> {
                 Err(EngineError::Limit("limits.max_in_flight"))
             }
         }
+    }
+
+    /// Whether [`Ctx::begin_request`] would succeed for `conn` now. When it would not, reading
+    /// pauses as if it had been called (check before consuming a request's bytes).
+    pub fn request_room(&mut self, conn: ConnId) -> bool {
+        let Some(key) = self.io.conn_key(conn) else {
+            return false;
+        };
+        let full = self.io.conns[key as usize]
+            .window
+            .as_ref()
+            .is_some_and(|w| w.is_full());
+        if full {
+            self.io.pause(key, PAUSE_WINDOW);
+        }
+        !full
     }
 
     /// Completes reply slot `seq` of `conn`. Replies are released in slot order.
@@ -352,17 +387,22 @@ impl<M: Send + 'static> Ctx<'_, M> {
     /// Opens (creating if needed) a write-ahead log in directory `path`, driven by this
     /// core's ring. Recovery runs here, synchronously (`config.recovery` decides what
     /// damage is tolerated; a torn tail is cut): every record at or above `from` is handed
-    /// to `replay` in LSN order before this returns. Appends acknowledge through
+    /// to `replay`, with this core's arena, in LSN order before this returns. Appends acknowledge through
     /// [`crate::Handler::on_wal_durable`].
     pub fn wal_open(
         &mut self,
         path: &std::path::Path,
         config: ringfort_wal::WalConfig,
         from: ringfort_wal::Lsn,
-        replay: impl FnMut(ringfort_wal::RecordRef<'_>) -> Result<(), ringfort_wal::WalError>,
+        mut replay: impl FnMut(
+            ringfort_wal::RecordRef<'_>,
+            &Arena,
+        ) -> Result<(), ringfort_wal::WalError>,
     ) -> Result<(WalId, ringfort_wal::RecoveryReport), EngineError> {
         let sq = self.io.cfg.ring_entries as usize;
-        let (driver, report) = WalDriver::open(path, config, &self.io.arena, sq, from, replay)?;
+        let arena = &self.io.arena;
+        let (driver, report) =
+            WalDriver::open(path, config, arena, sq, from, |r| replay(r, arena))?;
         let id = self.io.wals.insert(WalSlot::new(driver));
         Ok((WalId(id as u32), report))
     }

@@ -279,6 +279,12 @@ impl<M: Send + 'static> Engine<M> {
         Ok(())
     }
 
+    /// Whether every core thread has exited (after a stop, or a core's own
+    /// [`crate::Ctx::stop_engine`]).
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
     /// Each core's latest counters.
     pub fn metrics(&self) -> Vec<CoreMetrics> {
         self.shared

@@ -240,6 +240,14 @@ impl Outbox {
         })
     }
 
+    /// Replaces the limits (a client that subscribes moves to the pub/sub limits). The
+    /// new limits apply from the next push.
+    pub fn set_limits(&mut self, limits: OutboxLimits) -> Result<(), LimitsError> {
+        limits.validate()?;
+        self.limits = limits;
+        Ok(())
+    }
+
     /// The limits this outbox enforces.
     pub fn limits(&self) -> &OutboxLimits {
         &self.limits

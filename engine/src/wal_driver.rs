@@ -641,7 +641,7 @@ fn step_error(step: Step, res: i32) -> Option<io::Error> {
         return Some(io::Error::from_raw_os_error(-res));
     }
     match step {
-        Step::Write { .. } => None,
+        Step::Write { len } if (res as u32) < len => Some(io::ErrorKind::WriteZero.into()),
         _ => None,
     }
 }
@@ -958,6 +958,17 @@ mod tests {
             }
         }
 
+        /// Ticks (with `hook` on the results) until a failure arrives.
+        fn tick_until_failed(&mut self, hook: &mut dyn FnMut(WalTag, i32) -> i32) {
+            for _ in 0..1000 {
+                if !self.failed.is_empty() {
+                    return;
+                }
+                self.tick_with(hook);
+            }
+            panic!("no failure was reported");
+        }
+
         /// Ticks until nothing is in flight or waiting.
         fn drive(&mut self) {
             for _ in 0..100_000 {
@@ -1181,9 +1192,7 @@ mod tests {
         for i in 0..5 {
             h.append(10 + i, 3000, false);
         }
-        while h.failed.is_empty() {
-            h.tick();
-        }
+        h.tick_until_failed(&mut |_, res| res);
         let f = &h.failed[0];
         assert_eq!(f.lsns, durable..durable + 5);
         assert_eq!(f.error.op, IoOp::Write);
@@ -1223,15 +1232,13 @@ mod tests {
             h.append(10 + i, 3000, false);
         }
         // The batch is written for real; its fsync is made to report EIO.
-        while h.failed.is_empty() {
-            h.tick_with(&mut |tag, res| {
-                if tag.step == Step::Sync {
-                    -libc::EIO
-                } else {
-                    res
-                }
-            });
-        }
+        h.tick_until_failed(&mut |tag, res| {
+            if tag.step == Step::Sync {
+                -libc::EIO
+            } else {
+                res
+            }
+        });
         let f = &h.failed[0];
         assert_eq!(f.lsns, durable..durable + 3);
         assert_eq!(f.error.op, IoOp::Sync);
@@ -1261,15 +1268,13 @@ mod tests {
         let durable = h.wal.durable_lsn();
         h.append(1, 20_000, false);
         let mut armed = true;
-        while h.failed.is_empty() {
-            h.tick_with(&mut |tag, res| match tag.step {
-                Step::Write { len } if armed && res == len as i32 => {
-                    armed = false;
-                    res / 2
-                }
-                _ => res,
-            });
-        }
+        h.tick_until_failed(&mut |tag, res| match tag.step {
+            Step::Write { len } if armed && res == len as i32 => {
+                armed = false;
+                res / 2
+            }
+            _ => res,
+        });
         let f = &h.failed[0];
         assert_eq!(f.lsns, durable..durable + 1);
         assert_eq!(f.error.op, IoOp::Write);

@@ -32,7 +32,7 @@ impl Handler for Logger {
         std::fs::create_dir_all(&dir).unwrap();
         let replayed = self.replayed.clone();
         let (wal, _) = cx
-            .wal_open(&dir, WalConfig::default(), 0, |r| {
+            .wal_open(&dir, WalConfig::default(), 0, |r, _arena| {
                 replayed.lock().unwrap().push(r.payload.to_vec());
                 Ok(())
             })
