@@ -112,10 +112,8 @@ impl WalSlot {
     }
 }
 
-pub(crate) enum WalEvent {
-    Durable(ringfort_wal::Lsn),
-    Failed(ringfort_wal::Failure),
-}
+/// A log's durable LSN moved.
+pub(crate) struct WalEvent(ringfort_wal::Lsn);
 
 /// Timer payloads: the handler's, and the core's own.
 #[derive(Clone, Copy)]
@@ -782,7 +780,7 @@ impl<M: Send + 'static> Io<M> {
                 sq.capacity() - sq.len()
             };
             let (ops, ring, metrics) = (&mut self.ops, &mut self.ring, &mut self.metrics);
-            let failure = slot.driver.flush(&self.arena, fixed, room, &mut |e, tag| {
+            slot.driver.flush(&self.arena, fixed, room, &mut |e, tag| {
                 let key = ops.insert(Op::Wal {
                     wal: id as u32,
                     tag,
@@ -794,9 +792,6 @@ impl<M: Send + 'static> Io<M> {
                 debug_assert!(pushed.is_ok(), "the WAL driver exceeded its room");
                 metrics.sqes += 1;
             });
-            if let Some(f) = failure {
-                self.wal_events.push((id as u32, WalEvent::Failed(f)));
-            }
         }
     }
 
@@ -806,7 +801,7 @@ impl<M: Send + 'static> Io<M> {
             let d = slot.driver.durable_lsn();
             if d > slot.reported {
                 slot.reported = d;
-                self.wal_events.push((id as u32, WalEvent::Durable(d)));
+                self.wal_events.push((id as u32, WalEvent(d)));
             }
         }
     }
@@ -970,6 +965,7 @@ impl<H: Handler> Core<H> {
         }
         self.io.flush_sends();
         self.io.flush_wals();
+        self.deliver_wal_failures();
         self.io.refill_rings();
         self.io.send_wakes();
         self.io.metrics.ops_in_flight = self.io.ops.len() as u64;
@@ -1092,10 +1088,9 @@ impl<H: Handler> Core<H> {
                 let (wal, tag) = (*wal, *tag);
                 self.io.ops.remove(key);
                 if let Some(slot) = self.io.wals.get_mut(wal as usize) {
-                    if let Some(f) = slot.driver.complete(tag, res) {
-                        self.io.wal_events.push((wal, WalEvent::Failed(f)));
-                    }
+                    slot.driver.complete(tag, res);
                 }
+                self.deliver_wal_failures();
             }
             Op::Cancel | Op::Wake => {
                 self.io.ops.remove(key);
@@ -1362,6 +1357,24 @@ impl<H: Handler> Core<H> {
         io.opened.push((io.conn_id(key, gen), None));
     }
 
+    /// Hands WAL failures to the handler one at a time, as soon as they are known: the
+    /// failed LSNs are handed out again, so the handler must hear of one failure before
+    /// anything appends (the driver refuses appends until every failure was taken).
+    fn deliver_wal_failures(&mut self) {
+        loop {
+            let next = self
+                .io
+                .wals
+                .iter_mut()
+                .find_map(|(id, slot)| slot.driver.take_failure().map(|f| (id as u32, f)));
+            let Some((wal, failure)) = next else {
+                return;
+            };
+            let (h, mut cx) = self.ctx();
+            h.on_wal_failed(&mut cx, WalId(wal), failure);
+        }
+    }
+
     /// Calls the handler for opens, connect failures and closes queued by the core.
     fn deliver_events(&mut self) {
         self.io.note_wal_progress();
@@ -1371,12 +1384,9 @@ impl<H: Handler> Core<H> {
             || !self.io.wal_events.is_empty()
         {
             let mut events = std::mem::take(&mut self.io.wal_events);
-            for (wal, event) in events.drain(..) {
+            for (wal, WalEvent(lsn)) in events.drain(..) {
                 let (h, mut cx) = self.ctx();
-                match event {
-                    WalEvent::Durable(lsn) => h.on_wal_durable(&mut cx, WalId(wal), lsn),
-                    WalEvent::Failed(f) => h.on_wal_failed(&mut cx, WalId(wal), f),
-                }
+                h.on_wal_durable(&mut cx, WalId(wal), lsn);
             }
             events.append(&mut self.io.wal_events);
             self.io.wal_events = events;

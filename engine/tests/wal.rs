@@ -61,7 +61,10 @@ impl Handler for Logger {
     }
 }
 
-fn start(dir: &std::path::Path) -> (Engine<()>, SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// Payloads seen by replay at start-up.
+type Replayed = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn start(dir: &std::path::Path) -> (Engine<()>, SocketAddr, Replayed) {
     let addr = free_addr();
     let replayed = Arc::new(Mutex::new(Vec::new()));
     let (d, r) = (dir.to_path_buf(), replayed.clone());
