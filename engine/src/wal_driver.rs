@@ -12,7 +12,8 @@
 //!    from the core's reserve, a chain is kept as it is; no framing, no CRC, no I/O and no
 //!    heap allocation happen here.
 //! 2. **Seal, once per tick.** [`WalDriver::flush`] seals the batch being filled (the
-//!    group-commit point), takes every batch the core has ready, frames and checksums it
+//!    group-commit point) when no group is in the kernel (while one is, appends keep
+//!    gathering, so one fsync covers everything that arrived meanwhile), takes every batch the core has ready, frames and checksums it
 //!    ([`ringfort_wal::WriteJob::seal`]), and emits one write SQE per pool block: a
 //!    `WRITE_FIXED` from the registered arena when the reactor says the arena is
 //!    registered (`buf_index` is the block's [`ringfort_pool::RegSlot::index`]), a plain
@@ -338,7 +339,14 @@ impl WalDriver {
             // append that finds the reserve short says so itself.
             let _ = self.core.refill(arena);
         }
-        self.core.flush();
+        // Group commit: while a group is in the kernel, appends accumulate in the open
+        // batch (the core still seals it when it reaches `batch_bytes` or
+        // `max_batch_records`); once the device is free, everything gathered goes out as
+        // one group. Sealing every tick instead would use up the batch slots with tiny
+        // batches while one fsync is in flight.
+        if self.in_flight == 0 {
+            self.core.flush();
+        }
         let mut room = sq_room;
         let mut open: Option<usize> = None;
         // A batch is taken only while a whole one (its most blocks plus an fsync) fits, so
@@ -747,6 +755,15 @@ mod tests {
     ];
 
     /// Small sizes, so that records span blocks, batches fill and segments rotate.
+    /// A config whose batches seal after `records` records, so a test can put several
+    /// groups in flight (the driver seals on its own only when nothing is in flight).
+    fn config_sealing_every(records: usize) -> WalConfig {
+        WalConfig {
+            max_batch_records: records,
+            ..config()
+        }
+    }
+
     fn config() -> WalConfig {
         WalConfig {
             segment_size: 256 << 10,
@@ -1182,7 +1199,7 @@ mod tests {
     #[test]
     fn acknowledgement_follows_lsn_order_across_groups() {
         let dir = TempDir::new("order");
-        let mut h = Harness::open(dir.path(), config(), false);
+        let mut h = Harness::open(dir.path(), config_sealing_every(3), false);
         h.append(0, 10, false);
         h.drive();
         let mut slots = Vec::new();
@@ -1213,7 +1230,7 @@ mod tests {
     #[test]
     fn in_flight_batches_are_bounded() {
         let dir = TempDir::new("bound");
-        let cfg = config();
+        let cfg = config_sealing_every(1);
         let mut h = Harness::open(dir.path(), cfg.clone(), false);
         h.append(0, 10, false);
         h.drive();
@@ -1532,7 +1549,7 @@ mod tests {
     #[test]
     fn truncation_spares_a_poisoned_segment_with_sqes_still_in_flight() {
         let dir = TempDir::new("truncate-zombie");
-        let mut h = Harness::open(dir.path(), config(), false);
+        let mut h = Harness::open(dir.path(), config_sealing_every(1), false);
         h.append(0, 100, false);
         h.drive();
         let poisoned = h.wal.current.as_ref().unwrap().0;

@@ -81,11 +81,6 @@ impl<'a> Reply<'a> {
         self.raw(b"$-1\r\n")
     }
 
-    /// `*-1`.
-    pub fn null_array(&mut self) -> Result<(), PoolError> {
-        self.raw(b"*-1\r\n")
-    }
-
     /// `*n` followed by `n` elements the caller writes.
     pub fn array(&mut self, n: usize) -> Result<(), PoolError> {
         self.number_line(b'*', n as i64)
@@ -161,10 +156,9 @@ mod tests {
         r.bulk(b"hi").unwrap();
         r.null_bulk().unwrap();
         r.array(2).unwrap();
-        r.null_array().unwrap();
         assert_eq!(
             r.out.to_vec(),
-            b"+OK\r\n-ERR unknown command 'foo'\r\n:-42\r\n:-9223372036854775808\r\n$2\r\nhi\r\n$-1\r\n*2\r\n*-1\r\n"
+            b"+OK\r\n-ERR unknown command 'foo'\r\n:-42\r\n:-9223372036854775808\r\n$2\r\nhi\r\n$-1\r\n*2\r\n"
         );
     }
 
