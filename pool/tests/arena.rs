@@ -196,9 +196,10 @@ fn creation_logs_one_line_with_backing_and_numa() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let arena = tracing::subscriber::with_default(subscriber, || {
-        Arena::new(config(Growth::Fixed)).unwrap()
-    });
+    // A global default, not a thread-local one: registering it rebuilds every callsite's
+    // interest, which another test thread may have cached as "off" before.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let arena = Arena::new(config(Growth::Fixed)).unwrap();
     let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     let line = log
         .lines()
