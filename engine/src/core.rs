@@ -193,7 +193,8 @@ pub(crate) struct Io<M> {
     pub shared: Arc<Shared<M>>,
     pub metrics: CoreMetrics,
     registered_chunks: usize,
-    registered: bool,
+    /// Whether the arena is registered with the ring (fixed-buffer ops allowed).
+    pub registered: bool,
     cqes: Vec<(u64, i32, u32)>,
     pub epoch: Instant,
     pub now: Instant,

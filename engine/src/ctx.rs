@@ -276,17 +276,26 @@ impl<M: Send + 'static> Ctx<'_, M> {
         Ok(())
     }
 
+    /// The registered index of `buf` when the arena is registered with the ring.
     fn fixed_index(&self, buf: &PoolBuf) -> Option<u16> {
-        self.io
-            .arena
-            .report()
-            .registration
-            .registrable
-            .then(|| buf.reg_slot().index)
+        self.io.registered.then(|| buf.reg_slot().index)
     }
 
-    /// Reads up to `len` bytes at `offset` of `fd` into `buf` (a registered buffer when the
-    /// arena is registered). `on_file` hands `buf` back with the byte count.
+    /// Queues a read or write that hands `buf` back in `on_file`.
+    fn buffer_op(&mut self, e: io_uring::squeue::Entry, buf: PoolBuf, token: u64) -> OpId {
+        self.io.file_op(
+            e,
+            Op::File {
+                token,
+                buf: Some(buf),
+                _path: None,
+            },
+        )
+    }
+
+    /// Reads up to `len` bytes at `offset` of `fd` into `buf` (`READ_FIXED` when the arena
+    /// is registered). `on_file` hands `buf` back with the byte count. For an O_DIRECT
+    /// file, check the transfer first with [`Ctx::check_direct`].
     pub fn file_read(
         &mut self,
         fd: RawFd,
@@ -294,7 +303,7 @@ impl<M: Send + 'static> Ctx<'_, M> {
         len: usize,
         offset: u64,
         token: u64,
-    ) -> Result<OpId, EngineError> {
+    ) -> OpId {
         let len = len.min(buf.capacity()) as u32;
         let ptr = buf.as_mut_ptr();
         let e = match self.fixed_index(&buf) {
@@ -305,18 +314,11 @@ impl<M: Send + 'static> Ctx<'_, M> {
                 .offset(offset)
                 .build(),
         };
-        Ok(self.io.file_op(
-            e,
-            Op::File {
-                token,
-                buf: Some(buf),
-                _path: None,
-            },
-        ))
+        self.buffer_op(e, buf, token)
     }
 
-    /// Writes the first `len` bytes of `buf` at `offset` of `fd`. `on_file` hands `buf`
-    /// back with the byte count.
+    /// Writes the first `len` bytes of `buf` at `offset` of `fd` (`WRITE_FIXED` when the
+    /// arena is registered). `on_file` hands `buf` back with the byte count.
     pub fn file_write(
         &mut self,
         fd: RawFd,
@@ -324,7 +326,7 @@ impl<M: Send + 'static> Ctx<'_, M> {
         len: usize,
         offset: u64,
         token: u64,
-    ) -> Result<OpId, EngineError> {
+    ) -> OpId {
         let len = len.min(buf.capacity()) as u32;
         let ptr = buf.as_ptr();
         let e = match self.fixed_index(&buf) {
@@ -335,14 +337,7 @@ impl<M: Send + 'static> Ctx<'_, M> {
                 .offset(offset)
                 .build(),
         };
-        Ok(self.io.file_op(
-            e,
-            Op::File {
-                token,
-                buf: Some(buf),
-                _path: None,
-            },
-        ))
+        self.buffer_op(e, buf, token)
     }
 
     /// `fsync` (or `fdatasync` when `data_only`) on the ring.
