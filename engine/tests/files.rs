@@ -11,11 +11,14 @@ use common::*;
 use ringfort::pool::BufChain;
 use ringfort::{ConnId, Ctx, Engine, FileDone, Handler, OpId};
 
+/// (step token, result, bytes of the buffer handed back).
+type Step = (u64, Result<u32, String>, Option<Vec<u8>>);
+
 /// Steps through open -> fallocate -> write -> fdatasync -> read, reporting each result.
 struct FileJob {
     path: PathBuf,
     fd: i32,
-    report: mpsc::Sender<(u64, Result<u32, String>, Option<Vec<u8>>)>,
+    report: mpsc::Sender<Step>,
 }
 
 const OPEN: u64 = 1;
