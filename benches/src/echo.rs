@@ -20,7 +20,12 @@
 //! Reported per case: messages per second echoed inside the window (median and spread),
 //! latency p50/p99/p999 from an HDR histogram of every trial, ours' `io_uring_enter`
 //! calls per 1,000 messages (from [`ringfort::Engine::metrics`] read when the window opens
-//! and closes), and how busy the server and load-generator CPUs were. A server whose run
+//! and closes, with its loop iterations, SQEs and CQEs in a note), the busy time of the
+//! server CPUs per message ("server CPU us per msg", from `/proc/stat`, interrupts and
+//! softirqs included, since loopback TCP does much of its work there), and how busy the
+//! server and load-generator CPUs were. When the load generator's CPUs are saturated the
+//! row says so (msgs/s is then capped by it), and when the machine was busy with other
+//! work just before or after a case the row says it was disturbed. A server whose run
 //! fails (a wrong echo, an early close, a stall) is left out with the reason; when ours
 //! fails, the case is dropped with a reproduction: the configuration, the load, what the
 //! load generator saw, and the engine's counters.
@@ -28,7 +33,7 @@
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringfort::pool::BufChain;
@@ -56,8 +61,16 @@ const TOKIO_BUF: usize = 64 << 10;
 const BACKLOG: u32 = 4096;
 /// Time after the window for every message in flight to come back.
 const DRAIN: Duration = Duration::from_secs(3);
-/// Other processes' share of a side's CPUs above which the row says it was disturbed.
+/// The share of the machine's CPUs other processes used, measured just before and after a
+/// case, above which a row says it was disturbed by other work.
 const DISTURBED: f64 = 0.15;
+/// The load generator's CPU busy share from which a row says the load generator, not
+/// only the server, limits msgs/s.
+const LOADGEN_BOUND: f64 = 0.9;
+/// How long the machine is watched, with nothing of ours running, before and after a case.
+const QUIET_CHECK: Duration = Duration::from_millis(300);
+/// How long a server may take to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Extra time the load generator gets (connecting, starting) before it is killed.
 const GRACE: Duration = Duration::from_secs(20);
 
@@ -394,7 +407,18 @@ impl Server {
         match self {
             Server::Ours(e) => {
                 e.stop(Duration::ZERO);
-                e.wait().map(drop).map_err(|e| format!("engine: {e}"))
+                // Bounded: an engine that does not stop is reported, not waited for forever
+                // (its threads are left behind).
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(e.wait().map(drop).map_err(|e| format!("engine: {e}")));
+                });
+                rx.recv_timeout(STOP_TIMEOUT).unwrap_or_else(|_| {
+                    Err(format!(
+                        "the engine did not stop within {} s of Engine::stop(0)",
+                        STOP_TIMEOUT.as_secs()
+                    ))
+                })
             }
             Server::TokioMt(rt) => {
                 rt.shutdown_timeout(Duration::from_secs(2));
@@ -413,14 +437,11 @@ impl Server {
 
 /// What is read when the window opens and when it closes.
 struct Snap {
-    at: Instant,
-    /// This process's CPU time (the server's threads are the only busy ones in it).
-    cpu: Duration,
     /// Ours' per-core counters.
     metrics: Option<Vec<CoreMetrics>>,
     /// Machine-wide ticks of the server CPUs and of the load generator's CPUs.
-    server_ticks: Option<Vec<(u64, u64)>>,
-    loadgen_ticks: Option<Vec<(u64, u64)>>,
+    server_ticks: Option<sys::CpuTicks>,
+    loadgen_ticks: Option<sys::CpuTicks>,
 }
 
 /// Server-side counters read when the window opens and closes.
@@ -434,30 +455,20 @@ struct Snapshots<'a> {
 impl Snapshots<'_> {
     fn take(&self) -> Snap {
         Snap {
-            at: Instant::now(),
-            cpu: sys::process_cpu_time(),
             metrics: self.server.metrics(),
             server_ticks: sys::cpu_ticks(&self.layout.server),
             loadgen_ticks: sys::cpu_ticks(&self.layout.loadgen),
         }
     }
 
-    /// How busy the server was in the window (1.0 = all of its CPUs).
-    fn server_busy(&self) -> Option<f64> {
-        let (a, b) = (self.open.as_ref()?, self.close.as_ref()?);
-        let wall = b.at.duration_since(a.at).as_secs_f64();
-        let cpus = self.layout.server.len().max(1) as f64;
-        (wall > 0.0).then(|| b.cpu.saturating_sub(a.cpu).as_secs_f64() / wall / cpus)
-    }
-
-    /// How busy the server's and the load generator's CPUs were in the window, counting
-    /// every process on the machine.
-    fn cpus_busy(&self) -> (Option<f64>, Option<f64>) {
+    /// How the time of the server's and the load generator's CPUs went in the window,
+    /// counting every process on the machine.
+    fn cpus_busy(&self) -> (Option<sys::CpuShares>, Option<sys::CpuShares>) {
         let (Some(a), Some(b)) = (self.open.as_ref(), self.close.as_ref()) else {
             return (None, None);
         };
-        let busy = |x: &Option<Vec<(u64, u64)>>, y: &Option<Vec<(u64, u64)>>| {
-            sys::busy_between(x.as_ref()?, y.as_ref()?)
+        let busy = |x: &Option<sys::CpuTicks>, y: &Option<sys::CpuTicks>| {
+            sys::shares_between(x.as_ref()?, y.as_ref()?)
         };
         (
             busy(&a.server_ticks, &b.server_ticks),
@@ -465,12 +476,22 @@ impl Snapshots<'_> {
         )
     }
 
-    /// `io_uring_enter` calls in the window, summed over the cores.
-    fn enters(&self) -> Option<u64> {
-        let sum = |m: &Vec<CoreMetrics>| m.iter().map(|c| c.enters).sum::<u64>();
-        let a = self.open.as_ref()?.metrics.as_ref()?;
-        let b = self.close.as_ref()?.metrics.as_ref()?;
-        Some(sum(b).saturating_sub(sum(a)))
+    /// Ours' loop iterations, `io_uring_enter` calls, SQEs and CQEs in the window, summed
+    /// over the cores.
+    fn engine_counts(&self) -> Option<[u64; 4]> {
+        let sum = |m: &Vec<CoreMetrics>| {
+            m.iter().fold([0u64; 4], |a, c| {
+                [
+                    a[0] + c.ticks,
+                    a[1] + c.enters,
+                    a[2] + c.sqes,
+                    a[3] + c.completions,
+                ]
+            })
+        };
+        let a = sum(self.open.as_ref()?.metrics.as_ref()?);
+        let b = sum(self.close.as_ref()?.metrics.as_ref()?);
+        Some(std::array::from_fn(|i| b[i].saturating_sub(a[i])))
     }
 }
 
@@ -488,12 +509,14 @@ impl Hooks for Snapshots<'_> {
 struct RunOutcome {
     msgs_per_sec: f64,
     hist: Histogram<u64>,
-    enters_per_1000: Option<f64>,
-    server_busy: Option<f64>,
-    loadgen_busy: f64,
-    /// Machine-wide busy share of the server's and the load generator's CPUs.
-    server_cpus_busy: Option<f64>,
-    loadgen_cpus_busy: Option<f64>,
+    /// Ours' ticks, enters, SQEs and CQEs per 1,000 messages.
+    engine_per_1000: Option<[f64; 4]>,
+    /// Machine-wide shares of the server's and the load generator's CPUs.
+    server_cpus_busy: Option<sys::CpuShares>,
+    loadgen_cpus_busy: Option<sys::CpuShares>,
+    /// Busy time of the server CPUs (tasks, interrupts and softirqs, machine-wide) per
+    /// message echoed, in microseconds.
+    server_us_per_msg: Option<f64>,
     idle_conns: usize,
 }
 
@@ -523,6 +546,21 @@ fn metrics_text(m: &[CoreMetrics]) -> String {
     format!("{t:?}")
 }
 
+/// A note when the machine was busy with other work just before or just after a case.
+fn quiet_note(before: Option<f64>, after: Option<f64>) -> Option<String> {
+    let worst = before.unwrap_or(0.0).max(after.unwrap_or(0.0));
+    (worst > DISTURBED).then(|| {
+        format!(
+            "DISTURBED: other processes used {:.0}% of the machine's CPUs just before this \
+             case and {:.0}% just after ({} ms each), so other work shared the CPUs and these \
+             figures are not clean",
+            before.unwrap_or(0.0) * 100.0,
+            after.unwrap_or(0.0) * 100.0,
+            QUIET_CHECK.as_millis()
+        )
+    })
+}
+
 fn free_port() -> Result<u16, String> {
     let l = StdListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
     l.local_addr()
@@ -550,9 +588,8 @@ fn one_run(kind: Kind, plan: &Plan, layout: &Layout, case: &Case) -> Result<RunO
         close: None,
     };
     let report = loadgen::run_child(&spec, GRACE, &mut snaps);
-    let server_busy = snaps.server_busy();
     let (server_cpus_busy, loadgen_cpus_busy) = snaps.cpus_busy();
-    let enters = snaps.enters();
+    let counts = snaps.engine_counts();
     let end_metrics = server.metrics();
     let stopped = server.stop();
     let repro = |what: String| -> String {
@@ -597,15 +634,18 @@ fn one_run(kind: Kind, plan: &Plan, layout: &Layout, case: &Case) -> Result<RunO
         return Err(repro("no message was echoed inside the window".into()));
     }
     stopped.map_err(&repro)?;
-    let enters_per_1000 = enters.map(|e| e as f64 / report.msgs as f64 * 1000.0);
+    let engine_per_1000 = counts.map(|c| c.map(|x| x as f64 / report.msgs as f64 * 1000.0));
+    let server_us_per_msg = server_cpus_busy.map(|c| {
+        (c.tasks + c.irq) * layout.server.len() as f64 * plan.measure.as_secs_f64() * 1e6
+            / report.msgs as f64
+    });
     Ok(RunOutcome {
         msgs_per_sec: report.msgs_per_sec(),
         hist: report.histogram(),
-        enters_per_1000,
-        server_busy,
-        loadgen_busy: report.busy(),
+        engine_per_1000,
         server_cpus_busy,
         loadgen_cpus_busy,
+        server_us_per_msg,
         idle_conns: report.idle_conns,
     })
 }
@@ -617,12 +657,13 @@ struct Side {
     kind: Kind,
     trials: Trials,
     hist: Histogram<u64>,
-    server_busy: Trials,
-    loadgen_busy: Trials,
-    /// Machine-wide busy share of the server CPUs and the load generator CPUs.
+    /// Busy shares (tasks, interrupts and softirqs, machine-wide) of the server CPUs and
+    /// the load generator CPUs.
     server_cpus: Trials,
     loadgen_cpus: Trials,
-    enters: Trials,
+    server_us_per_msg: Trials,
+    /// Ours' ticks, enters, SQEs and CQEs per 1,000 messages.
+    engine: [Trials; 4],
     idle_conns: usize,
     failed: Option<String>,
 }
@@ -635,15 +676,15 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
             kind,
             trials: Trials::new(),
             hist: latency_histogram(),
-            server_busy: Trials::new(),
-            loadgen_busy: Trials::new(),
             server_cpus: Trials::new(),
             loadgen_cpus: Trials::new(),
-            enters: Trials::new(),
+            server_us_per_msg: Trials::new(),
+            engine: Default::default(),
             idle_conns: 0,
             failed: None,
         })
         .collect();
+    let before = sys::others_busy(QUIET_CHECK);
     let progress = Progress::start(SUITE, &name, plan.trials);
     for trial in 0..plan.trials {
         let n = sides.len();
@@ -656,18 +697,19 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
                 Ok(o) => {
                     side.trials.push(o.msgs_per_sec);
                     let _ = side.hist.add(&o.hist);
-                    if let Some(b) = o.server_busy {
-                        side.server_busy.push(b);
+                    if let Some(c) = o.server_cpus_busy {
+                        side.server_cpus.push(c.tasks + c.irq);
                     }
-                    side.loadgen_busy.push(o.loadgen_busy);
-                    if let Some(b) = o.server_cpus_busy {
-                        side.server_cpus.push(b);
+                    if let Some(c) = o.loadgen_cpus_busy {
+                        side.loadgen_cpus.push(c.tasks + c.irq);
                     }
-                    if let Some(b) = o.loadgen_cpus_busy {
-                        side.loadgen_cpus.push(b);
+                    if let Some(us) = o.server_us_per_msg {
+                        side.server_us_per_msg.push(us);
                     }
-                    if let Some(e) = o.enters_per_1000 {
-                        side.enters.push(e);
+                    if let Some(e) = o.engine_per_1000 {
+                        for (t, x) in side.engine.iter_mut().zip(e) {
+                            t.push(x);
+                        }
                     }
                     side.idle_conns = side.idle_conns.max(o.idle_conns);
                 }
@@ -681,6 +723,7 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
         progress.trial();
     }
     progress.finish();
+    let after = sys::others_busy(QUIET_CHECK);
 
     if let Some(why) = &sides[0].failed {
         return Err(format!("the ringfort engine failed: {why}"));
@@ -690,38 +733,18 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
     let mut peers_not_run = Vec::new();
     let mut latency = Vec::new();
     let mut busy = Vec::new();
-    let mut disturbed = Vec::new();
     let mut idle = Vec::new();
     for s in &sides {
         let label = s.kind.name();
         if let Some(l) = Latency::from_histogram(&s.hist) {
             latency.push((label.to_string(), l));
         }
-        if let (Some(sb), Some(lb)) = (s.server_busy.summary(), s.loadgen_busy.summary()) {
-            let all = |t: &Trials| {
-                t.summary().map_or(String::new(), |a| {
-                    format!(" (its CPUs: {:.0}%)", a.median * 100.0)
-                })
-            };
+        if let (Some(sc), Some(lc)) = (s.server_cpus.summary(), s.loadgen_cpus.summary()) {
             busy.push(format!(
-                "{label}: server {:.0}%{}, load generator {:.0}%{}",
-                sb.median * 100.0,
-                all(&s.server_cpus),
-                lb.median * 100.0,
-                all(&s.loadgen_cpus)
+                "{label}: server CPUs {:.0}%, load generator CPUs {:.0}%",
+                sc.median * 100.0,
+                lc.median * 100.0,
             ));
-            // What other processes took from the CPUs this side ran on.
-            let foreign = |all: &Trials, own: f64| all.summary().map(|a| a.median - own);
-            let f_server = foreign(&s.server_cpus, sb.median).unwrap_or(0.0);
-            let f_loadgen = foreign(&s.loadgen_cpus, lb.median).unwrap_or(0.0);
-            if f_server.max(f_loadgen) > DISTURBED {
-                disturbed.push(format!(
-                    "{label}: other processes used about {:.0}% of the server CPUs and {:.0}% \
-                     of the load generator CPUs",
-                    f_server.max(0.0) * 100.0,
-                    f_loadgen.max(0.0) * 100.0
-                ));
-            }
         }
         if s.idle_conns > 0 {
             idle.push(format!(
@@ -760,29 +783,55 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
             TOKIO_BUF >> 10
         ),
     ];
-    if let Some(e) = sides[0].enters.summary() {
+    if let Some(e) = sides[0].engine[1].summary() {
+        let med = |i: usize| sides[0].engine[i].summary().map_or(0.0, |s| s.median);
         notes.push(format!(
-            "ours made {:.1} io_uring_enter calls per 1,000 messages (median; from \
-             Engine::metrics() enters read when the window opened and closed; goal <= 50 at \
-             1,000 connections)",
-            e.median
+            "ours made {:.1} io_uring_enter calls per 1,000 messages (median; goal <= 50 at \
+             1,000 connections), in {:.1} loop iterations, with {:.1} SQEs and {:.1} CQEs per \
+             1,000 messages (Engine::metrics() read when the window opened and closed)",
+            e.median,
+            med(0),
+            med(2),
+            med(3)
         ));
         extra.push((ENTERS.to_string(), e));
     }
+    for s in &sides {
+        if let Some(us) = s.server_us_per_msg.summary() {
+            extra.push((format!("{} server CPU us per msg", s.kind.name()), us));
+        }
+    }
+    if !extra.is_empty() {
+        notes.push(
+            "server CPU us per msg: the busy time of the server CPUs in the window (tasks, \
+             interrupts and softirqs from /proc/stat, where loopback TCP does much of its \
+             work), per message echoed; lower is leaner, and the load generator is the same \
+             for all"
+                .to_string(),
+        );
+    }
     if !busy.is_empty() {
         notes.push(format!(
-            "CPU busy in the window (median; 100% = all CPUs of that side; in brackets the \
-             same CPUs counting every process on the machine): {}",
+            "CPU busy in the window (median; 100% = all CPUs of that side, machine-wide from \
+             /proc/stat, interrupts and softirqs included): {}",
             busy.join("; ")
         ));
     }
-    if !disturbed.is_empty() {
-        let msg = format!(
-            "DISTURBED: the machine was not quiet, so these figures are not clean: {}",
-            disturbed.join("; ")
-        );
-        progress::say(SUITE, &format!("{name}: {msg}"));
-        notes.push(msg);
+    let saturated = sides
+        .iter()
+        .filter_map(|s| s.loadgen_cpus.summary())
+        .any(|l| l.median >= LOADGEN_BOUND);
+    if saturated {
+        notes.push(format!(
+            "LOAD-GENERATOR-BOUND: the load generator's CPUs were at least {:.0}% busy, so \
+             msgs/s is capped by the load generator as much as by the server; compare the \
+             servers by \"server CPU us per msg\" and latency as well",
+            LOADGEN_BOUND * 100.0
+        ));
+    }
+    if let Some(n) = quiet_note(before, after) {
+        progress::say(SUITE, &format!("{name}: {n}"));
+        notes.push(n);
     }
     notes.extend(idle);
     Ok(Row {

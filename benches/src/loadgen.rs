@@ -123,10 +123,8 @@ pub struct Report {
     pub idle_conns: usize,
     /// Connections still missing echoed bytes when the drain time ran out.
     pub undrained_conns: usize,
-    /// CPU seconds the load generator used inside the window.
-    pub cpu_secs: f64,
-    /// CPUs it ran on.
-    pub cpus: usize,
+    /// Threads (one per CPU) it ran.
+    pub threads: usize,
 }
 
 impl Report {
@@ -142,11 +140,6 @@ impl Report {
             h.saturating_record_n(v, c);
         }
         h
-    }
-
-    /// How busy the load generator's CPUs were inside the window (1.0 = all of them).
-    pub fn busy(&self) -> f64 {
-        self.cpu_secs / self.window_secs / self.cpus.max(1) as f64
     }
 }
 
@@ -368,65 +361,59 @@ fn run(spec: &Spec) -> Result<Report, String> {
         std::sync::OnceLock::<Phases>::new(),
         std::sync::atomic::AtomicBool::new(false),
     );
-    let (results, cpu_secs) =
-        std::thread::scope(|s| -> Result<(Vec<ThreadResult>, f64), String> {
-            let mut handles = Vec::with_capacity(threads);
-            for t in 0..threads {
-                let ids: Vec<usize> = (0..spec.conns).filter(|c| c % threads == t).collect();
-                let cpu = spec.cpus[t];
-                let (barrier, phases, failed, pat) =
-                    (&barrier, &phases_cell, &connect_failed, &pat);
-                handles.push(s.spawn(move || -> Result<ThreadResult, String> {
-                    let _ = sys::pin_current_thread(&[cpu]);
-                    let conns = connect_all(spec, &ids);
-                    if conns.is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    barrier.wait();
-                    let conns = conns?;
-                    let phases = *phases.get().ok_or("no start time")?;
-                    if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                        return Err("another thread could not connect".into());
-                    }
-                    drive(spec, pat, conns, phases)
-                }));
-            }
-            // Every thread has connected (or failed) at the barrier.
-            let now = Instant::now();
-            let from = now + spec.warmup;
-            let to = from + spec.measure;
-            let _ = phases_cell.set(Phases {
-                from,
-                to,
-                drain_until: to + spec.drain,
-            });
-            barrier.wait();
-            if !connect_failed.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(from.saturating_duration_since(Instant::now()));
-                println!("MEASURE");
-                let _ = io::stdout().flush();
-            }
-            let cpu0 = sys::process_cpu_time();
-            let mut cpu_in_window = None;
-            if !connect_failed.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(to.saturating_duration_since(Instant::now()));
-                cpu_in_window = Some(sys::process_cpu_time().saturating_sub(cpu0));
-                println!("END");
-                let _ = io::stdout().flush();
-            }
-            let mut out = Vec::new();
-            for h in handles {
-                out.push(
-                    h.join()
-                        .unwrap_or_else(|_| Err("a load generator thread panicked".into()))?,
-                );
-            }
-            Ok((out, cpu_in_window.map_or(0.0, |d| d.as_secs_f64())))
-        })?;
+    let results = std::thread::scope(|s| -> Result<Vec<ThreadResult>, String> {
+        let mut handles = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let ids: Vec<usize> = (0..spec.conns).filter(|c| c % threads == t).collect();
+            let cpu = spec.cpus[t];
+            let (barrier, phases, failed, pat) = (&barrier, &phases_cell, &connect_failed, &pat);
+            handles.push(s.spawn(move || -> Result<ThreadResult, String> {
+                let _ = sys::pin_current_thread(&[cpu]);
+                let conns = connect_all(spec, &ids);
+                if conns.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                barrier.wait();
+                let conns = conns?;
+                let phases = *phases.get().ok_or("no start time")?;
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err("another thread could not connect".into());
+                }
+                drive(spec, pat, conns, phases)
+            }));
+        }
+        // Every thread has connected (or failed) at the barrier.
+        let now = Instant::now();
+        let from = now + spec.warmup;
+        let to = from + spec.measure;
+        let _ = phases_cell.set(Phases {
+            from,
+            to,
+            drain_until: to + spec.drain,
+        });
+        barrier.wait();
+        if !connect_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(from.saturating_duration_since(Instant::now()));
+            println!("MEASURE");
+            let _ = io::stdout().flush();
+        }
+        if !connect_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(to.saturating_duration_since(Instant::now()));
+            println!("END");
+            let _ = io::stdout().flush();
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(
+                h.join()
+                    .unwrap_or_else(|_| Err("a load generator thread panicked".into()))?,
+            );
+        }
+        Ok(out)
+    })?;
     let mut report = Report {
         window_secs: spec.measure.as_secs_f64(),
-        cpus: threads,
-        cpu_secs,
+        threads,
         ..Report::default()
     };
     let mut hist = latency_histogram();
@@ -615,9 +602,8 @@ fn drive(
     let mut buf = vec![0u8; 256 << 10];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let window_bytes = (spec.window * spec.size) as u64;
-    for i in 0..conns.len() {
-        conns[i].allowed = window_bytes;
-        let c = &mut conns[i];
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.allowed = window_bytes;
         pump(spec, pat, &ep, i, c, &mut errors);
     }
     let mut sending = true;

@@ -18,7 +18,9 @@
 //!   kernel, 2 MiB hugepages, THP mode), and with `--json PATH` a JSON array with one
 //!   object per measured case: `suite`, `case`, `metric`, `higher_is_better`, `ours`,
 //!   `peers` (name -> median), plus `ours_advantage`, `spread`, `trials`,
-//!   `peers_not_run`, `notes` and `machine`.
+//!   `peers_not_run`, `latency` (per side, p50/p99/p999 in microseconds, when the case
+//!   measures latency), `extra` (further figures such as io_uring_enter calls per 1,000
+//!   messages), `notes` and `machine`.
 //!
 //! ## Modules
 //!
@@ -27,7 +29,16 @@
 //! - [`report`]: rows, the table and the JSON.
 //! - [`progress`]: progress lines on stderr.
 //! - [`hugetlb`]: reserving 2 MiB hugepages for a case and giving them back.
+//! - [`sys`]: CPU affinity, RLIMIT_NOFILE, /proc/stat and /proc/diskstats readings, a
+//!   data directory on a real disk.
+//! - [`fio`]: fio as a peer (never installed by the bench; missing fio is a named reason).
+//! - [`loadgen`]: the echo load generator, run as a child process of this binary
+//!   (`ringfort-benches __loadgen ...`), the same for every server.
 //! - [`pool`]: the `pool` suite (ringfort-pool against the std allocator).
+//! - [`wal`]: the `wal` suite (ringfort-wal's durable appends against okaywal, with
+//!   fio's fdatasync and O_DIRECT limits).
+//! - [`echo`]: the `echo` suite (the ringfort engine's echo server against tokio, one
+//!   multi-thread runtime and one current-thread runtime per core).
 //!
 //! ## Adding a suite
 //!
@@ -51,6 +62,7 @@ mod machine;
 mod pool;
 mod progress;
 mod report;
+mod resp;
 mod stats;
 mod sys;
 mod wal;
@@ -106,9 +118,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "resp",
-        status: Status::NotBuilt(
-            "the RESP server issue (engine/examples, against redis-server 7 with redis-benchmark)",
-        ),
+        status: Status::Built(resp::run),
     },
 ];
 

@@ -62,53 +62,164 @@ pub fn raise_nofile() -> io::Result<(u64, u64)> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+    Ok((r.rlim_cur, r.rlim_max))
 }
 
-/// CPU time (user + system) the whole process has used so far.
-pub fn process_cpu_time() -> Duration {
-    // SAFETY: rusage is plain old data; all zeroes is a valid value.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is live and writable.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(u.ru_utime) + tv(u.ru_stime)
+/// Clock ticks of a set of CPUs since boot, from `/proc/stat` (machine-wide: every
+/// process counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Running tasks: user, nice and system time.
+    pub tasks: u64,
+    /// Interrupts and softirqs (on loopback, much of the TCP receive path runs here, and
+    /// is charged to no process).
+    pub irq: u64,
+    /// Time the hypervisor gave to someone else.
+    pub steal: u64,
+    /// Everything, idle included.
+    pub total: u64,
 }
 
-/// Busy and total clock ticks of each CPU in `cpus` since boot, from `/proc/stat`
-/// (machine-wide: every process counts). Busy is everything but idle and iowait.
-pub fn cpu_ticks(cpus: &[usize]) -> Option<Vec<(u64, u64)>> {
+/// Shares of a set of CPUs' time between two [`cpu_ticks`] readings (1.0 = all of them,
+/// all the time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuShares {
+    /// Running tasks, of every process.
+    pub tasks: f64,
+    /// Interrupts and softirqs.
+    pub irq: f64,
+    /// Stolen by the hypervisor.
+    pub steal: f64,
+}
+
+/// The ticks of `cpus` summed, from `/proc/stat`.
+pub fn cpu_ticks(cpus: &[usize]) -> Option<CpuTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    cpus.iter()
-        .map(|&c| {
-            let name = format!("cpu{c}");
-            let line = stat
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-            let v: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal (guest times are in user).
-            let total: u64 = v.iter().take(8).sum();
-            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-            Some((total - idle, total))
-        })
-        .collect()
+    let mut t = CpuTicks::default();
+    for &c in cpus {
+        let name = format!("cpu{c}");
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let f = |i: usize| v.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        t.tasks += f(0) + f(1) + f(2);
+        t.irq += f(5) + f(6);
+        t.steal += f(7);
+        t.total += (0..8).map(f).sum::<u64>();
+    }
+    Some(t)
 }
 
-/// The share of `cpus` that was busy between two [`cpu_ticks`] readings (1.0 = all of
-/// them, all the time).
-pub fn busy_between(a: &[(u64, u64)], b: &[(u64, u64)]) -> Option<f64> {
-    let (mut busy, mut total) = (0u64, 0u64);
-    for (x, y) in a.iter().zip(b) {
-        busy += y.0.saturating_sub(x.0);
-        total += y.1.saturating_sub(x.1);
+/// How the time of the CPUs went between readings `a` and `b`; `None` when no tick passed.
+pub fn shares_between(a: &CpuTicks, b: &CpuTicks) -> Option<CpuShares> {
+    let total = b.total.saturating_sub(a.total);
+    (total > 0).then(|| {
+        let share = |x: u64, y: u64| y.saturating_sub(x) as f64 / total as f64;
+        CpuShares {
+            tasks: share(a.tasks, b.tasks),
+            irq: share(a.irq, b.irq),
+            steal: share(a.steal, b.steal),
+        }
+    })
+}
+
+/// CPU ticks (user + system) of every user-space process on the machine but this one
+/// and its children, by pid, from `/proc/PID/stat`. Kernel threads are left out: some of
+/// them work for this process (writeback, extent conversion, discards).
+fn other_process_ticks() -> std::collections::HashMap<u32, u64> {
+    let me = std::process::id();
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+        let (Some(ppid), Some(flags), Some(utime), Some(stime)) =
+            (num(1), num(6), num(11), num(12))
+        else {
+            continue;
+        };
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        if pid == me || ppid == u64::from(me) || flags & PF_KTHREAD != 0 {
+            continue;
+        }
+        out.insert(pid, utime + stime);
     }
-    (total > 0).then(|| busy as f64 / total as f64)
+    out
+}
+
+/// The share of the machine's CPUs (1.0 = all of them, all the time) that other
+/// user-space processes used over the next `d`: the other work on a shared machine.
+pub fn others_busy(d: Duration) -> Option<f64> {
+    // SAFETY: sysconf only reads system values.
+    let (hz, cpus) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+        )
+    };
+    if hz <= 0 || cpus <= 0 {
+        return None;
+    }
+    let a = other_process_ticks();
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(d);
+    let b = other_process_ticks();
+    let secs = t0.elapsed().as_secs_f64();
+    let ticks: u64 = b
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(a.get(pid).copied().unwrap_or(0)))
+        .sum();
+    Some(ticks as f64 / hz as f64 / secs / cpus as f64)
+}
+
+/// The `/proc/diskstats` name, busy milliseconds (`io_ticks`) and sectors written of the
+/// block device holding `path`.
+fn disk_ticks(path: &Path) -> Option<(String, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    stats.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 13 || f[0].parse::<u32>().ok()? != major || f[1].parse::<u32>().ok()? != minor
+        {
+            return None;
+        }
+        Some((f[2].to_string(), f[12].parse().ok()?, f[9].parse().ok()?))
+    })
+}
+
+/// What the disk holding `path` did over the next `d`: its name, the share of the time it
+/// was busy, and MB/s written. Run with nothing of the bench going, it measures other work.
+pub fn disk_busy(path: &Path, d: Duration) -> Option<(String, f64, f64)> {
+    let (name, busy0, sect0) = disk_ticks(path)?;
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(d);
+    let (_, busy1, sect1) = disk_ticks(path)?;
+    let secs = t0.elapsed().as_secs_f64();
+    Some((
+        name,
+        busy1.saturating_sub(busy0) as f64 / 1000.0 / secs,
+        sect1.saturating_sub(sect0) as f64 * 512.0 / 1e6 / secs,
+    ))
 }
 
 /// The file system `path` lives on, by name (`ext4`, `xfs`, `tmpfs`, ...), from `statfs`.
@@ -236,18 +347,33 @@ mod tests {
     fn proc_stat_ticks() {
         let cpus = allowed_cpus().unwrap();
         let a = cpu_ticks(&cpus).unwrap();
-        assert_eq!(a.len(), cpus.len());
-        assert!(a.iter().all(|&(busy, total)| busy <= total));
-        assert_eq!(busy_between(&a, &a), None);
+        assert!(a.tasks + a.irq + a.steal <= a.total);
+        assert_eq!(shares_between(&a, &a), None);
+        let b = CpuTicks {
+            tasks: a.tasks + 50,
+            irq: a.irq + 25,
+            total: a.total + 100,
+            ..a
+        };
+        let s = shares_between(&a, &b).unwrap();
+        assert_eq!((s.tasks, s.irq, s.steal), (0.5, 0.25, 0.0));
     }
 
     #[test]
-    fn cpu_time_moves() {
-        let a = process_cpu_time();
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = std::hint::black_box(x.wrapping_add(i));
+    fn others_busy_is_a_share() {
+        // Whatever else runs on the machine, the reading is a share of its CPUs.
+        let b = others_busy(Duration::from_millis(50)).unwrap();
+        assert!((0.0..=1.5).contains(&b), "{b}");
+    }
+
+    #[test]
+    fn disk_of_a_data_dir() {
+        let d = DataDir::new("disktest").unwrap();
+        // Not every sandbox has the device in /proc/diskstats; when it does, the shares
+        // are sane.
+        if let Some((name, busy, mbs)) = disk_busy(d.path(), Duration::from_millis(20)) {
+            assert!(!name.is_empty());
+            assert!(busy >= 0.0 && mbs >= 0.0);
         }
-        assert!(process_cpu_time() >= a, "{x}");
     }
 }

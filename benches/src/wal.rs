@@ -15,15 +15,15 @@
 //!   records) and syncs; its syncs/s times k is the most records/s any WAL doing one sync
 //!   per group could reach on this device.
 //! - **fio O_DIRECT** (1 MiB cases only): fio's io_uring sequential `--direct=1` write of
-//!   1 MiB blocks, at queue depth 1 and 16, as 1 MiB records/s and as MB/s in a separate
-//!   `(bandwidth)` row: the device's sequential write bandwidth.
+//!   1 MiB blocks at queue depth 16 (and, in the full run, 1), as 1 MiB records/s and as
+//!   MB/s in a separate `(bandwidth)` row: the device's sequential write bandwidth.
 //!
 //! Trials interleave the sides (rotating which goes first), and each side's median and
 //! spread are reported. A side that fails is left out with the reason; ours failing drops
 //! the case.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{mpsc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -39,14 +39,14 @@ use crate::{BoxError, RunOpts};
 const SUITE: &str = "wal";
 const OKAYWAL: &str = "okaywal";
 const FIO_SYNC: &str = "fio fdatasync limit x batch";
-const FIO_DIRECT_QD1: &str = "fio O_DIRECT seq write 1 MiB QD1";
-const FIO_DIRECT_QD16: &str = "fio O_DIRECT seq write 1 MiB QD16 (bandwidth limit)";
+const FIO_DIRECT_QD1: &str = "fio O_DIRECT QD1";
+const FIO_DIRECT_QD16: &str = "fio O_DIRECT QD16 (bandwidth limit)";
 
 const MIB: usize = 1 << 20;
 /// The largest fio write the fdatasync limit uses: one group commit is at most this big.
 const FIO_MAX_BATCH: usize = 4 * MIB;
-/// okaywal's segment preallocation, set to ringfort-wal's default segment size so that
-/// neither log rotates more often than the other.
+/// okaywal's segment preallocation, set to ringfort-wal's default segment size (64 MiB) so
+/// that neither log rotates much more often than the other.
 const OKAYWAL_PREALLOCATE: u32 = 64 << 20;
 /// okaywal checkpoints (and starts a new segment) after this many bytes.
 const OKAYWAL_CHECKPOINT_AFTER: u64 = 48 << 20;
@@ -81,6 +81,8 @@ const WRITERS: [usize; 3] = [1, 16, 256];
 
 /// How long and how often to measure.
 struct Plan {
+    /// A smoke run: fewer cases and trials, and no QD1 O_DIRECT peer.
+    quick: bool,
     trials: usize,
     warmup: Duration,
     measure: Duration,
@@ -102,6 +104,7 @@ impl Plan {
         if quick {
             let keep = [(256, 16), (MIB, 1), (MIB, 16)];
             Plan {
+                quick,
                 trials: 3,
                 warmup: Duration::from_millis(200),
                 measure: Duration::from_millis(800),
@@ -112,6 +115,7 @@ impl Plan {
             }
         } else {
             Plan {
+                quick,
                 trials: 5,
                 warmup: Duration::from_millis(300),
                 measure: Duration::from_secs(2),
@@ -165,6 +169,7 @@ struct Drive {
 /// Runs `writers` threads appending `size`-byte records with `append` for `warmup` plus
 /// `measure`, counting the appends that return inside the measured window.
 fn drive<F>(
+    who: &str,
     writers: usize,
     size: usize,
     warmup: Duration,
@@ -177,6 +182,15 @@ where
     let start = OnceLock::<Instant>::new();
     let barrier = Barrier::new(writers + 1);
     let failed = AtomicBool::new(false);
+    let watchdog = Watchdog::arm(
+        warmup + measure + HANG_AFTER,
+        format!(
+            "{who}: {writers} appender thread(s) of {size} B records did not finish within {} s of \
+             a {:.1} s run: an append never returned",
+            (warmup + measure + HANG_AFTER).as_secs(),
+            (warmup + measure).as_secs_f64()
+        ),
+    );
     let outcomes = std::thread::scope(|s| {
         let handles: Vec<_> = (0..writers)
             .map(|w| {
@@ -220,6 +234,7 @@ where
             })
             .collect::<Vec<_>>()
     });
+    watchdog.disarm();
     let mut records = 0u64;
     let mut hist = latency_histogram();
     for o in outcomes {
@@ -234,6 +249,35 @@ where
     })
 }
 
+/// How long past its planned end a trial may run before it counts as hung.
+const HANG_AFTER: Duration = Duration::from_secs(120);
+
+/// Ends the process with a message when a trial hangs: a blocked append cannot be
+/// cancelled, and a benchmark must stop by itself.
+struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    fn arm(after: Duration, what: String) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(after) {
+                eprintln!();
+                eprintln!("[{SUITE}] HANG: {what}; stopping the bench (exit 3)");
+                std::process::exit(3);
+            }
+        });
+        Watchdog { done: Some(tx) }
+    }
+
+    fn disarm(mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// One trial of ours: a fresh log with the default configuration.
 fn ours_trial(data: &DataDir, plan: &Plan, case: &Case) -> Result<Drive, String> {
     let dir = data
@@ -241,11 +285,18 @@ fn ours_trial(data: &DataDir, plan: &Plan, case: &Case) -> Result<Drive, String>
         .map_err(|e| format!("making the log directory: {e}"))?;
     let (wal, _) =
         Wal::open(&dir, WalConfig::default()).map_err(|e| format!("opening the WAL: {e}"))?;
-    let d = drive(case.writers, case.size, plan.warmup, plan.measure, |p| {
-        wal.append(p)
-            .map(|_| ())
-            .map_err(|e| format!("Wal::append: {e}"))
-    });
+    let d = drive(
+        "ringfort-wal",
+        case.writers,
+        case.size,
+        plan.warmup,
+        plan.measure,
+        |p| {
+            wal.append(p)
+                .map(|_| ())
+                .map_err(|e| format!("Wal::append: {e}"))
+        },
+    );
     let closed = wal.close().map_err(|e| format!("closing the WAL: {e}"));
     let _ = std::fs::remove_dir_all(&dir);
     let d = d?;
@@ -263,18 +314,25 @@ fn okaywal_trial(data: &DataDir, plan: &Plan, case: &Case) -> Result<Drive, Stri
         .checkpoint_after_bytes(OKAYWAL_CHECKPOINT_AFTER)
         .open(okaywal::LogVoid)
         .map_err(|e| format!("opening okaywal: {e}"))?;
-    let d = drive(case.writers, case.size, plan.warmup, plan.measure, |p| {
-        let mut entry = log
-            .begin_entry()
-            .map_err(|e| format!("okaywal begin_entry: {e}"))?;
-        entry
-            .write_chunk(p)
-            .map_err(|e| format!("okaywal write_chunk: {e}"))?;
-        entry
-            .commit()
-            .map(|_| ())
-            .map_err(|e| format!("okaywal commit: {e}"))
-    });
+    let d = drive(
+        OKAYWAL,
+        case.writers,
+        case.size,
+        plan.warmup,
+        plan.measure,
+        |p| {
+            let mut entry = log
+                .begin_entry()
+                .map_err(|e| format!("okaywal begin_entry: {e}"))?;
+            entry
+                .write_chunk(p)
+                .map_err(|e| format!("okaywal write_chunk: {e}"))?;
+            entry
+                .commit()
+                .map(|_| ())
+                .map_err(|e| format!("okaywal commit: {e}"))
+        },
+    );
     let closed = log
         .shutdown()
         .map_err(|e| format!("shutting okaywal down: {e}"));
@@ -286,6 +344,59 @@ fn okaywal_trial(data: &DataDir, plan: &Plan, case: &Case) -> Result<Drive, Stri
 
 // ---------------------------------------------------------------------------------------
 // One case
+
+/// Above this share of the CPUs used by other processes, or of disk time with nothing of
+/// the bench running, a row says the machine was disturbed.
+const DISTURBED: f64 = 0.15;
+/// How long the machine is watched before and after a case.
+const QUIET_CHECK: Duration = Duration::from_millis(300);
+
+/// Other work on the machine: the share of the CPUs other processes used, and, with
+/// nothing of ours running, the disk of the data directory (name, busy share, MB/s
+/// written).
+type Quiet = (Option<f64>, Option<(String, f64, f64)>);
+
+fn quiet_check(data: &DataDir, disk: bool) -> Quiet {
+    if disk {
+        // Let our own earlier writes reach the disk first, so they are not counted.
+        // SAFETY: sync(2) has no preconditions.
+        unsafe { libc::sync() };
+    }
+    let cpu = crate::sys::others_busy(QUIET_CHECK);
+    let disk = if disk {
+        crate::sys::disk_busy(data.path(), QUIET_CHECK)
+    } else {
+        None
+    };
+    (cpu, disk)
+}
+
+/// A note when the machine was busy with other work just before or just after a case.
+fn quiet_note(before: Quiet, after: Quiet) -> Option<String> {
+    let cpu = |q: &Quiet| q.0.unwrap_or(0.0);
+    let disk = |q: &Quiet| q.1.as_ref().map_or(0.0, |d| d.1);
+    let worst = cpu(&before)
+        .max(cpu(&after))
+        .max(disk(&before))
+        .max(disk(&after));
+    (worst > DISTURBED).then(|| {
+        let d = before
+            .1
+            .as_ref()
+            .map_or("unknown".to_string(), |(n, busy, mbs)| {
+                format!("{n} {:.0}% busy, {mbs:.1} MB/s written", busy * 100.0)
+            });
+        format!(
+            "DISTURBED: other processes used {:.0}% of the CPUs and, with nothing of this \
+             bench running, the disk was {d} just before this case; other processes used \
+             {:.0}% of the CPUs just after ({} ms each); so other work shared the machine and \
+             these figures are not clean",
+            cpu(&before) * 100.0,
+            cpu(&after) * 100.0,
+            QUIET_CHECK.as_millis()
+        )
+    })
+}
 
 /// A side of a case: its name, its trials so far, or why it stopped.
 struct Side {
@@ -330,7 +441,9 @@ fn run_case(
         Side::new(FIO_SYNC, Kind::FioSync, false),
     ];
     if big {
-        sides.push(Side::new(FIO_DIRECT_QD1, Kind::FioDirect(1), false));
+        if !plan.quick {
+            sides.push(Side::new(FIO_DIRECT_QD1, Kind::FioDirect(1), false));
+        }
         sides.push(Side::new(FIO_DIRECT_QD16, Kind::FioDirect(16), false));
     }
     if let Err(why) = fio {
@@ -359,6 +472,7 @@ fn run_case(
         }
     };
 
+    let before = quiet_check(data, true);
     let progress = Progress::start(SUITE, &name, plan.trials);
     for trial in 0..plan.trials {
         let n = sides.len();
@@ -396,6 +510,8 @@ fn run_case(
         progress.trial();
     }
     progress.finish();
+    // Only the CPUs after: the disk is still busy with this case's deletes and discards.
+    let after = quiet_check(data, false);
 
     let ours_side = &sides[0];
     if let Some(why) = &ours_side.failed {
@@ -428,10 +544,20 @@ fn run_case(
             plan.warmup.as_secs_f64(),
             plan.trials
         ),
-        "ours: ringfort-wal Wal (std driver, flusher thread, group commit), \
-         WalConfig::default(): Durability::Sync with fdatasync, buffered writes, 1 MiB \
-         batches, 64 MiB segments"
-            .to_string(),
+        {
+            let c = WalConfig::default();
+            format!(
+                "ours: ringfort-wal Wal (std driver, group commit), WalConfig::default(): \
+                 durability {:?}, sync {:?}, direct_io {}, batch_bytes {} KiB, max_batches {}, \
+                 segment_size {} MiB",
+                c.durability,
+                c.sync_method,
+                c.direct_io,
+                c.batch_bytes >> 10,
+                c.max_batches,
+                c.segment_size >> 20
+            )
+        },
         format!(
             "okaywal 0.3: begin_entry + write_chunk + commit per record (commit returns once \
              synced with fdatasync); segments preallocated to {} MiB, checkpoint after {} MiB, \
@@ -443,19 +569,31 @@ fn run_case(
             "{FIO_SYNC}: fio writes {fio_bs} B then fdatasyncs, one write at a time \
              ({}); with {} writer(s) each holding one record in flight a group commit covers \
              at most {k} record(s), so the row is fio's syncs/s x {k}, the most records/s a \
-             log doing one sync per group can reach here",
+             log doing one sync per group can reach here; fio's file is fallocated (unwritten \
+             extents, like ringfort-wal's preallocated segments), so each fdatasync also \
+             commits extent conversions, while okaywal preallocates by writing zeros, so its \
+             syncs overwrite written blocks and can beat this limit",
             fio_job(Kind::FioSync).describe(),
             case.writers,
         ),
     ];
     if big {
         notes.push(format!(
-            "fio O_DIRECT rows: 1 MiB writes/s = 1 MiB records/s ({} and --iodepth=16); \
-             the acceptance target is ours >= 85% of the O_DIRECT bandwidth",
-            fio_job(Kind::FioDirect(1)).describe()
+            "fio O_DIRECT rows: 1 MiB writes/s = 1 MiB records/s ({}{}); the acceptance \
+             target is ours >= 85% of the O_DIRECT bandwidth (QD16)",
+            fio_job(Kind::FioDirect(16)).describe(),
+            if plan.quick {
+                ""
+            } else {
+                ", and the same with --iodepth=1"
+            }
         ));
     }
     notes.push(data.note.clone());
+    if let Some(n) = quiet_note(before, after) {
+        progress::say(SUITE, &format!("{name}: {n}"));
+        notes.push(n);
+    }
     if let Ok(f) = fio {
         notes.push(format!("fio: {}", f.version));
     }
@@ -540,6 +678,7 @@ mod tests {
     #[test]
     fn drive_counts_appends_in_the_window() {
         let d = drive(
+            "test",
             2,
             16,
             Duration::from_millis(10),
@@ -552,9 +691,14 @@ mod tests {
         .unwrap();
         assert!(d.per_sec > 0.0);
         assert!(!d.hist.is_empty());
-        let e = drive(2, 16, Duration::ZERO, Duration::from_millis(20), |_| {
-            Err("boom".to_string())
-        });
+        let e = drive(
+            "test",
+            2,
+            16,
+            Duration::ZERO,
+            Duration::from_millis(20),
+            |_| Err("boom".to_string()),
+        );
         assert!(e.is_err());
     }
 }
