@@ -305,6 +305,8 @@ pub struct Server {
     patterns: Vec<(Vec<u8>, ConnId)>,
     retry: VecDeque<(CoreId, Msg)>,
     checkpoint_lsn: Lsn,
+    /// Bytes of log records appended since the last checkpoint started.
+    logged_bytes: u64,
     checkpointing: Option<Checkpointing>,
     last_checkpoint: Instant,
     listener: Option<ListenerId>,
@@ -328,6 +330,7 @@ impl Server {
             patterns: Vec::new(),
             retry: VecDeque::new(),
             checkpoint_lsn: 0,
+            logged_bytes: 0,
             checkpointing: None,
             last_checkpoint: Instant::now(),
             listener: None,
@@ -484,8 +487,10 @@ impl Server {
             self.release(cx, waiter);
             return None;
         };
+        let len = rec.len() as u64;
         match cx.wal_append_chain(wal, rec) {
             Ok(lsn) => {
+                self.logged_bytes += len;
                 match self.shared.args.durability {
                     DurabilityArg::None => self.release(cx, waiter),
                     _ => self.waiting.push_back((lsn, waiter)),
@@ -1297,6 +1302,7 @@ impl Server {
             self.last_checkpoint = Instant::now();
             return;
         }
+        self.logged_bytes = 0;
         let snapshot = self.db.clone();
         let dir = self.dir.clone();
         let (tx, rx) = mpsc::channel();
@@ -1649,8 +1655,7 @@ impl Handler for Server {
                 .map_or(0, |n| n.saturating_sub(self.checkpoint_lsn));
             let due = self.last_checkpoint.elapsed()
                 >= Duration::from_secs(self.shared.args.checkpoint_secs);
-            // Records are counted, not bytes: a rough bound that errs towards checkpointing.
-            if logged * 256 >= self.shared.args.checkpoint_bytes || (due && logged > 0) {
+            if self.logged_bytes >= self.shared.args.checkpoint_bytes || (due && logged > 0) {
                 self.start_checkpoint(cx);
             }
         }
