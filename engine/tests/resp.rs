@@ -271,6 +271,32 @@ fn protocol_errors_close_only_that_connection() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A connection the server admitted (AUTH answered `+OK`), retrying while earlier
+/// clients' closes are still in flight and the server refuses for `maxclients`.
+fn admitted(srv: &Server) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut s = srv.conn();
+        // A refused client may see the reset before the refusal; both mean "retry".
+        let _ = s.write_all(&cmd(&[b"AUTH", b"s3cret"]));
+        let mut line = String::new();
+        if BufReader::new(&s).read_line(&mut line).is_ok() {
+            if line == "+OK\r\n" {
+                return s;
+            }
+            assert!(
+                line.is_empty() || line == "-ERR max number of clients reached\r\n",
+                "{line:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "earlier clients never counted out"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn redis_cli_and_auth_and_maxclients() {
     let dir = temp_dir("auth");
@@ -297,8 +323,10 @@ fn redis_cli_and_auth_and_maxclients() {
         srv.cli(&["-a", "s3cret", "--no-auth-warning", "GET", "cli"]),
         "works"
     );
-    let _two = srv.conn();
-    let _three = srv.conn();
+    // redis-cli's connections close asynchronously: wait until the server has counted
+    // them out and admits two more, then the fourth client over the limit is refused.
+    let _two = admitted(&srv);
+    let _three = admitted(&srv);
     let mut four = srv.conn();
     let mut got = Vec::new();
     four.read_to_end(&mut got).unwrap();
