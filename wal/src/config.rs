@@ -79,12 +79,17 @@ pub struct WalConfig {
     /// Blocking driver: the most appenders that can wait for durability at once; more wait
     /// for a free slot first.
     pub max_waiters: usize,
+    /// Blocking driver: the most groups whose `fdatasync` runs at once, each on its own
+    /// syncer thread, while the next group is gathered and written; 1 syncs one group at
+    /// a time. Each group holds a batch and one is being filled, so at most
+    /// `max_batches - 1` are used.
+    pub syncs_in_flight: usize,
 }
 
 impl Default for WalConfig {
     /// 64 MiB segments, 256 KiB blocks, 1 MiB batches, 8 MiB records, 4096 records and
     /// 4 batches, `Sync` durability with `fdatasync`, tolerate a corrupted tail, buffered
-    /// I/O, no recycling, 4096 waiters.
+    /// I/O, no recycling, 4096 waiters, 2 syncs in flight.
     fn default() -> Self {
         WalConfig {
             segment_size: 64 << 20,
@@ -99,6 +104,7 @@ impl Default for WalConfig {
             direct_io: false,
             recycle_segments: 0,
             max_waiters: 4096,
+            syncs_in_flight: 2,
         }
     }
 }
@@ -171,6 +177,12 @@ impl WalConfig {
                 "max_waiters {} must be from 1 to {}",
                 self.max_waiters,
                 1 << 20
+            ));
+        }
+        if self.syncs_in_flight == 0 || self.syncs_in_flight > MAX_BATCHES_LIMIT {
+            return bad(format!(
+                "syncs_in_flight {} must be from 1 to {MAX_BATCHES_LIMIT}",
+                self.syncs_in_flight
             ));
         }
         let block = self.block_size;

@@ -38,17 +38,18 @@ pub trait Dir: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// One open segment file.
-pub trait SegmentFile: Send {
+/// One open segment file. It is shared: the blocking driver writes on one thread while
+/// earlier groups sync on others.
+pub trait SegmentFile: Send + Sync {
     /// Writes `bufs` at `offset` (one `pwritev2`); with `dsync`, the write is durable when
     /// it returns (`RWF_DSYNC`). Returns the bytes written, which may be fewer.
-    fn write_at(&mut self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize>;
+    fn write_at(&self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize>;
     /// `fdatasync`.
-    fn sync_data(&mut self) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
     /// Preallocates the file to `len` bytes (`fallocate`), zero-filled.
-    fn allocate(&mut self, len: u64) -> io::Result<()>;
+    fn allocate(&self, len: u64) -> io::Result<()>;
     /// Sets the length (`ftruncate`).
-    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
 /// A real directory.
@@ -166,7 +167,7 @@ pub struct StdFile {
 }
 
 impl SegmentFile for StdFile {
-    fn write_at(&mut self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize> {
+    fn write_at(&self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize> {
         let flags = if dsync { libc::RWF_DSYNC } else { 0 };
         let count = bufs.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
         // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` on Unix (documented by
@@ -188,11 +189,11 @@ impl SegmentFile for StdFile {
         }
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
-    fn allocate(&mut self, len: u64) -> io::Result<()> {
+    fn allocate(&self, len: u64) -> io::Result<()> {
         // SAFETY: plain syscall on a descriptor owned by `self.file`.
         let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len as libc::off_t) };
         if r == 0 {
@@ -206,7 +207,7 @@ impl SegmentFile for StdFile {
         Err(e)
     }
 
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
+    fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
     }
 }

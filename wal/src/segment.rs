@@ -6,6 +6,7 @@
 //! anything depends on it.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use ringfort_pool::PoolBuf;
 
@@ -22,7 +23,7 @@ const IOV_BATCH: usize = 64;
 
 /// Writes one log's segments: the driver side of [`CreatePlan`] and [`WritePlan`].
 pub struct SegmentWriter<D: Dir> {
-    current: Option<(Lsn, D::File)>,
+    current: Option<(Lsn, Arc<D::File>)>,
     header: PoolBuf,
 }
 
@@ -43,10 +44,10 @@ impl<D: Dir> SegmentWriter<D> {
     /// written to; the previous one is closed.
     pub fn create(&mut self, dir: &D, plan: &CreatePlan) -> Result<(), IoFailure> {
         let fail = |e: io::Error| IoFailure::new(IoOp::Create, plan.segment, &e);
-        let mut file = prepare_segment(dir, plan)?;
+        let file = prepare_segment(dir, plan)?;
         plan.header().encode(&mut self.header[..SEGMENT_HEADER_LEN]);
         write_all(
-            &mut file,
+            &file,
             &mut [IoSlice::new(&self.header[..SEGMENT_HEADER_LEN])],
             0,
             false,
@@ -54,7 +55,7 @@ impl<D: Dir> SegmentWriter<D> {
         .map_err(fail)?;
         file.sync_data().map_err(fail)?;
         dir.sync().map_err(fail)?;
-        self.current = Some((plan.segment, file));
+        self.current = Some((plan.segment, Arc::new(file)));
         Ok(())
     }
 
@@ -62,8 +63,22 @@ impl<D: Dir> SegmentWriter<D> {
     /// `pwritev2` calls as the iovec batch allows, then makes them durable per `sync`: one
     /// `fdatasync` for the whole group, or `RWF_DSYNC` on every write.
     pub fn write(&mut self, plans: &[WritePlan], sync: SyncKind) -> Result<(), IoFailure> {
+        match self.write_unsynced(plans, sync)? {
+            Some(written) if sync == SyncKind::Data => written.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`SegmentWriter::write`] without the `fdatasync` of [`SyncKind::Data`]: the caller
+    /// syncs the returned [`Unsynced`], on another thread if it likes, while later groups
+    /// are written. `None` when `plans` is empty.
+    pub fn write_unsynced(
+        &mut self,
+        plans: &[WritePlan],
+        sync: SyncKind,
+    ) -> Result<Option<Unsynced<D::File>>, IoFailure> {
         let Some(first) = plans.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let segment = first.segment();
         let (cur, file) = match self.current.as_mut() {
@@ -87,7 +102,7 @@ impl<D: Dir> SegmentWriter<D> {
             }
             for (block, len) in plan.blocks() {
                 if n == IOV_BATCH {
-                    write_all(file, &mut iov[..n], start, dsync).map_err(fail)?;
+                    write_all(&**file, &mut iov[..n], start, dsync).map_err(fail)?;
                     start = next;
                     n = 0;
                 }
@@ -96,12 +111,28 @@ impl<D: Dir> SegmentWriter<D> {
                 next += len as u64;
             }
         }
-        write_all(file, &mut iov[..n], start, dsync).map_err(fail)?;
-        if sync == SyncKind::Data {
-            file.sync_data()
-                .map_err(|e| IoFailure::new(IoOp::Sync, cur, &e))?;
-        }
-        Ok(())
+        write_all(&**file, &mut iov[..n], start, dsync).map_err(fail)?;
+        Ok(Some(Unsynced {
+            segment: cur,
+            file: Arc::clone(file),
+        }))
+    }
+}
+
+/// Groups written to a segment and not yet synced. The file stays open while this lives,
+/// even after the writer moves to a new segment.
+pub struct Unsynced<F> {
+    segment: Lsn,
+    file: Arc<F>,
+}
+
+impl<F: SegmentFile> Unsynced<F> {
+    /// `fdatasync`s the segment: every group written to it before the call is durable
+    /// when this returns `Ok`.
+    pub fn sync(&self) -> Result<(), IoFailure> {
+        self.file
+            .sync_data()
+            .map_err(|e| IoFailure::new(IoOp::Sync, self.segment, &e))
     }
 }
 
@@ -121,7 +152,7 @@ pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, Io
         }
     }
     let spare = names.iter().find(|n| n.starts_with(SPARE_PREFIX));
-    let mut file = match spare {
+    let file = match spare {
         Some(s) => {
             dir.rename(s, &name).map_err(fail)?;
             dir.open(&name).map_err(fail)?
@@ -165,7 +196,7 @@ pub fn recover<D: Dir>(
 
 /// Writes every byte of `bufs` at `offset`, continuing after short writes.
 fn write_all<F: SegmentFile>(
-    file: &mut F,
+    file: &F,
     mut bufs: &mut [IoSlice<'_>],
     mut offset: u64,
     dsync: bool,
@@ -234,7 +265,7 @@ pub fn apply_repair<D: Dir>(dir: &D, repair: &Repair) -> Result<(), WalError> {
     if let Some((id, len)) = repair.cut {
         let name = segment_file_name(id);
         let ctx = || format!("cutting {}/{name} to {len} B", dir.describe());
-        let mut f = dir.open(&name).map_err(|e| WalError::io(ctx(), e))?;
+        let f = dir.open(&name).map_err(|e| WalError::io(ctx(), e))?;
         f.set_len(len).map_err(|e| WalError::io(ctx(), e))?;
         f.sync_data().map_err(|e| WalError::io(ctx(), e))?;
     }
@@ -252,7 +283,7 @@ pub fn sync_all<D: Dir>(dir: &D) -> Result<(), WalError> {
         let name = segment_file_name(id);
         let ctx = || format!("syncing {}/{name}", dir.describe());
         dir.open(&name)
-            .and_then(|mut f| f.sync_data())
+            .and_then(|f| f.sync_data())
             .map_err(|e| WalError::io(ctx(), e))?;
     }
     Ok(())

@@ -1,22 +1,33 @@
 //! The blocking driver: a thread-safe [`Wal`] handle over a [`Dir`], with a dedicated
-//! flusher thread doing group commit.
+//! flusher thread doing group commit and syncer threads running the groups' syncs.
 //!
 //! Appender threads take the state lock, copy their record into the core (pool blocks
 //! from its reserve; no allocation, no CRC), register in a waiter slot and sleep on that
 //! slot's condition variable. The flusher thread owns the buffer arena. Each round it
-//! seals everything appended so far into batches, releases the lock, frames and
-//! checksums them, writes them with `pwritev2` and syncs once (`fdatasync`, or
-//! `RWF_DSYNC` writes), then takes the lock, completes the plans and wakes exactly the
-//! slots whose records are now acknowledged or failed. Records appended while a round is
-//! on the device form the next round, so N concurrent writers share one sync.
+//! gathers the appenders the last completion woke (see [`gather`]), seals everything
+//! appended so far into batches, releases the lock, frames and checksums them and writes
+//! them with `pwritev2`. Under `fdatasync` syncing, it hands the written group to a
+//! syncer thread and goes on to the next group, so up to `syncs_in_flight` syncs run on
+//! the device at once; the syncer takes the lock when its sync returns, completes the
+//! plans and wakes exactly the slots whose records are now acknowledged or failed. (The
+//! core acknowledges in LSN order, so a group that syncs first still waits for the
+//! groups before it.) `RWF_DSYNC` and unsynced groups complete on the flusher thread.
+//! Records appended while groups are on the device form the next group, so N concurrent
+//! writers share each sync.
+//!
+//! A new segment is created only once every group of the old one is durable: recovery
+//! takes a torn end of any segment but the last for corruption in the middle of the log.
 //!
 //! Bounds: `max_waiters` appenders wait at once (more wait for a slot); `max_batches`
-//! batches exist at once (appenders wait for one to complete); the arena is sized for
+//! batches exist at once (appenders wait for one to complete); at most `syncs_in_flight`
+//! groups (and never more than `max_batches - 1`) sync at once; the arena is sized for
 //! that many batches of the largest size, so memory stays fixed.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ringfort_pool::{
     Arena, BackingPref, BufChain, Growth, NumaPolicy, PoolConfig, Registration, SizeClass,
@@ -27,9 +38,9 @@ use crate::config::{Durability, Limits, WalConfig};
 use crate::core::LogCore;
 use crate::error::{IoFailure, WalError};
 use crate::file::{Dir, StdDir};
-use crate::plan::{Io, Progress, WriteJob};
+use crate::plan::{Io, Progress, SyncKind, WriteJob, WritePlan};
 use crate::recovery::{RecordRef, RecoveryReport};
-use crate::segment::{recover, truncate_prefix, SegmentWriter};
+use crate::segment::{recover, truncate_prefix, SegmentWriter, Unsynced};
 use crate::Lsn;
 
 #[derive(Clone, Debug)]
@@ -38,7 +49,16 @@ struct Slot {
     outcome: Option<Result<(), IoFailure>>,
 }
 
-struct State {
+/// The state lock, held.
+type Guard<'a, D> = MutexGuard<'a, State<<D as Dir>::File>>;
+
+/// A written group waiting for its `fdatasync` on a syncer thread.
+struct SyncJob<F> {
+    written: Unsynced<F>,
+    plans: Vec<WritePlan>,
+}
+
+struct State<F> {
     core: LogCore,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -47,9 +67,24 @@ struct State {
     closing: bool,
     stopped: bool,
     deferred: Option<IoFailure>,
+    /// While the flusher gathers a group: the LSN whose append completes it.
+    gather_until: Option<Lsn>,
+    /// Appenders woken and not yet sealed into a group (each is likely to append again at
+    /// once): what the next groups gather.
+    woken: usize,
+    /// How long the last `fdatasync` took: bounds how long a group is gathered.
+    last_sync: Duration,
+    /// Written groups not yet handed to a syncer.
+    to_sync: VecDeque<SyncJob<F>>,
+    /// Groups written and not yet completed (queued or syncing).
+    syncing: usize,
+    /// Tells the syncer threads to exit once `to_sync` is empty.
+    syncers_exit: bool,
+    /// Plan vectors for the next groups, so that a group allocates nothing.
+    plan_vecs: Vec<Vec<WritePlan>>,
 }
 
-impl State {
+impl<F> State<F> {
     fn usable(&mut self) -> Result<(), WalError> {
         if self.closing || self.stopped {
             return Err(WalError::Closed);
@@ -62,9 +97,11 @@ impl State {
 }
 
 struct Shared<D: Dir> {
-    state: Mutex<State>,
-    /// The flusher waits here for work.
+    state: Mutex<State<D::File>>,
+    /// The flusher waits here for work, and for a sync to finish.
     work: Condvar,
+    /// Syncer threads wait here for written groups.
+    sync_work: Condvar,
     /// Appenders wait here for room (a batch, blocks, or a waiter slot).
     space: Condvar,
     /// One per waiter slot: the appender in slot `i` waits on `slot_cvs[i]`.
@@ -76,25 +113,29 @@ struct Shared<D: Dir> {
 }
 
 impl<D: Dir> Shared<D> {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Guard<'_, D> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn kick(&self, st: &mut State) {
+    fn kick(&self, st: &mut State<D::File>) {
         if st.flusher_idle {
             st.flusher_idle = false;
             self.work.notify_one();
         }
     }
 
-    /// Applies a completion: wakes the slots it acknowledged or failed.
-    fn settle(&self, st: &mut State, p: Progress) {
+    /// Applies a completion: wakes the slots it acknowledged or failed (counting them in
+    /// `woken`).
+    fn settle(&self, st: &mut State<D::File>, p: Progress) {
         if let Some(f) = &p.failed {
             if self.config.durability == Durability::None {
                 st.deferred = Some(f.error.clone());
             }
         }
-        let State { slots, busy, .. } = st;
+        let State {
+            slots, busy, woken, ..
+        } = st;
+        let before = busy.len();
         busy.retain(|&i| {
             let s = &mut slots[i as usize];
             let outcome = match &p.failed {
@@ -106,6 +147,21 @@ impl<D: Dir> Shared<D> {
             self.slot_cvs[i as usize].notify_one();
             false
         });
+        *woken += before - busy.len();
+    }
+
+    /// Completes a group's plans with `result` and returns the plan vector for reuse.
+    fn complete(
+        &self,
+        st: &mut State<D::File>,
+        mut plans: Vec<WritePlan>,
+        result: Result<(), IoFailure>,
+    ) {
+        for plan in plans.drain(..) {
+            let p = st.core.complete_write(plan, result.clone());
+            self.settle(st, p);
+        }
+        st.plan_vecs.push(plans);
     }
 }
 
@@ -120,6 +176,18 @@ impl<D: Dir> Drop for StopGuard<D> {
             cv.notify_all();
         }
         self.0.space.notify_all();
+        self.0.work.notify_all();
+    }
+}
+
+/// Tells the syncer threads to exit when the flusher ends, even by a panic (the scope
+/// they run in waits for them).
+struct SyncersExit<'a, D: Dir>(&'a Shared<D>);
+
+impl<D: Dir> Drop for SyncersExit<'_, D> {
+    fn drop(&mut self) {
+        self.0.lock().syncers_exit = true;
+        self.0.sync_work.notify_all();
     }
 }
 
@@ -155,6 +223,7 @@ impl<D: Dir> Wal<D> {
         let report = recover(&dir, &config, from, replay)?;
         let core = LogCore::new(&config, report.next_lsn)?;
         let waiters = config.max_waiters;
+        let groups = lim.max_batches;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 core,
@@ -171,8 +240,18 @@ impl<D: Dir> Wal<D> {
                 closing: false,
                 stopped: false,
                 deferred: None,
+                gather_until: None,
+                woken: 0,
+                last_sync: Duration::ZERO,
+                to_sync: VecDeque::with_capacity(groups),
+                syncing: 0,
+                syncers_exit: false,
+                plan_vecs: (0..groups + 1)
+                    .map(|_| Vec::with_capacity(groups))
+                    .collect(),
             }),
             work: Condvar::new(),
+            sync_work: Condvar::new(),
             space: Condvar::new(),
             slot_cvs: (0..waiters).map(|_| Condvar::new()).collect(),
             dir,
@@ -251,14 +330,14 @@ impl<D: Dir> Wal<D> {
             }
         };
         sh.kick(&mut st);
+        if st.gather_until.is_some_and(|end| lsn + 1 >= end) {
+            sh.work.notify_one();
+        }
         let Some(i) = slot else { return Ok(lsn) };
         self.wait_slot(st, i, lsn).map(|()| lsn)
     }
 
-    fn acquire_slot<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
-    ) -> Result<(MutexGuard<'a, State>, u32), WalError> {
+    fn acquire_slot<'a>(&'a self, mut st: Guard<'a, D>) -> Result<(Guard<'a, D>, u32), WalError> {
         loop {
             st.usable()?;
             if let Some(i) = st.free.pop() {
@@ -273,7 +352,7 @@ impl<D: Dir> Wal<D> {
     }
 
     /// Waits in slot `i` until `lsn` is acknowledged or failed.
-    fn wait_slot(&self, mut st: MutexGuard<'_, State>, i: u32, lsn: Lsn) -> Result<(), WalError> {
+    fn wait_slot(&self, mut st: Guard<'_, D>, i: u32, lsn: Lsn) -> Result<(), WalError> {
         let sh = &*self.shared;
         st.slots[i as usize] = Slot { lsn, outcome: None };
         if lsn < st.core.acked_lsn() {
@@ -394,6 +473,41 @@ fn pool_config(lim: &Limits) -> PoolConfig {
     }
 }
 
+/// Longest a group waits to gather appenders, however slow the last sync was.
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
+/// Holds the next group open until the log reaches `until` (its share of the appenders
+/// that completions woke has appended again) or for at most `limit` (capped at
+/// [`MAX_GATHER`]).
+///
+/// Why: woken appenders need a moment to be scheduled and take the lock. A flusher that
+/// seals at once gets the first one or two of them, and the rest wait a whole sync for
+/// the next group: measured here with 16 writers, 8 records per sync instead of 16 and
+/// 30 % fewer records/s. Waiting a fraction of the last sync's time keeps the groups
+/// whole; a lone appender (one woken) never waits.
+fn gather<'a, D: Dir>(
+    sh: &'a Shared<D>,
+    mut st: Guard<'a, D>,
+    until: Lsn,
+    limit: Duration,
+) -> Guard<'a, D> {
+    let deadline = Instant::now() + limit.min(MAX_GATHER);
+    st.gather_until = Some(until);
+    while st.core.next_lsn() < until && !st.closing {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        st = sh
+            .work
+            .wait_timeout(st, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    st.gather_until = None;
+    st
+}
+
 fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(), WalError>>) {
     let _stop = StopGuard(Arc::clone(&sh));
     let arena = match Arena::new(pool_config(&lim)) {
@@ -411,31 +525,71 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
         }
     };
     let mut writer = SegmentWriter::<D>::new(header);
-    let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
-    let mut plans = Vec::with_capacity(lim.max_batches);
-    let mut st = sh.lock();
-    if let Err(e) = st.core.refill(&arena) {
-        let _ = ready.send(Err(e));
-        return;
+    {
+        let mut st = sh.lock();
+        if let Err(e) = st.core.refill(&arena) {
+            let _ = ready.send(Err(e));
+            return;
+        }
     }
-    let _ = ready.send(Ok(()));
+    let syncers = sh.config.syncs_in_flight.min(lim.max_batches - 1).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..syncers {
+            scope.spawn(|| syncer(&sh));
+        }
+        let _exit = SyncersExit(&sh);
+        let _ = ready.send(Ok(()));
+        rounds(&sh, &lim, &arena, &mut writer, syncers);
+    });
+    let mut st = sh.lock();
+    st.core.release_blocks();
+    drop(st);
+    drop(writer);
+    arena.reclaim();
+}
+
+/// The flusher's loop: gather, seal, write, and hand the group to a syncer (or complete
+/// it); create segments between groups. Returns when closing and everything is complete.
+fn rounds<D: Dir>(
+    sh: &Shared<D>,
+    lim: &Limits,
+    arena: &Arena,
+    writer: &mut SegmentWriter<D>,
+    syncers: usize,
+) {
+    let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
+    let mut st = sh.lock();
+    let mut sealed_end = st.core.next_lsn();
     loop {
         if st.core.wants_blocks() {
-            match st.core.refill(&arena) {
+            match st.core.refill(arena) {
                 Ok(n) if n > 0 => sh.space.notify_all(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("ringfort-wal: refilling the block reserve: {e}"),
             }
         }
-        if !st.core.has_work() {
-            if st.closing {
-                break;
+        if st.stopped {
+            return;
+        }
+        let room = st.syncing < syncers;
+        if !room || !st.core.has_work() {
+            if st.closing && st.syncing == 0 && !st.core.has_work() {
+                return;
             }
             st.flusher_idle = true;
             st = sh.work.wait(st).unwrap_or_else(|e| e.into_inner());
             continue;
         }
+        // Share the woken appenders among the free sync slots.
+        let share = st.woken.div_ceil(syncers - st.syncing);
+        if share > 1 && !st.closing {
+            let (until, limit) = (sealed_end + share as Lsn, st.last_sync / 2);
+            st = gather(sh, st, until, limit);
+        }
         st.core.flush();
+        let sealed = (st.core.next_lsn() - sealed_end) as usize;
+        sealed_end = st.core.next_lsn();
+        st.woken = st.woken.saturating_sub(sealed);
         let mut create = None;
         while let Some(io) = st.core.next_io() {
             match io {
@@ -446,18 +600,27 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
                 }
             }
         }
+        let mut plans = st
+            .plan_vecs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(lim.max_batches));
         drop(st);
         plans.extend(jobs.drain(..).map(WriteJob::seal));
-        let result = match plans.first() {
-            Some(p) => writer.write(&plans, p.sync()),
-            None => Ok(()),
-        };
+        let sync = plans.first().map_or(SyncKind::None, |p| p.sync());
+        let written = writer.write_unsynced(&plans, sync);
         st = sh.lock();
-        for plan in plans.drain(..) {
-            let p = st.core.complete_write(plan, result.clone());
-            sh.settle(&mut st, p);
+        match written {
+            Ok(Some(written)) if sync == SyncKind::Data => {
+                st.to_sync.push_back(SyncJob { written, plans });
+                st.syncing += 1;
+                sh.sync_work.notify_one();
+            }
+            result => sh.complete(&mut st, plans, result.map(drop)),
         }
         if let Some(plan) = create {
+            while st.syncing > 0 && !st.stopped {
+                st = sh.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
             drop(st);
             let r = {
                 let _g = sh.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -469,8 +632,47 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
         }
         sh.space.notify_all();
     }
-    st.core.release_blocks();
-    drop(st);
-    drop(writer);
-    arena.reclaim();
+}
+
+/// A syncer thread: syncs written groups and completes them, until told to exit.
+fn syncer<D: Dir>(sh: &Shared<D>) {
+    let _stop = SyncerStop(sh);
+    let mut st = sh.lock();
+    loop {
+        let Some(SyncJob { written, plans }) = st.to_sync.pop_front() else {
+            if st.syncers_exit {
+                return;
+            }
+            st = sh.sync_work.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        drop(st);
+        let started = Instant::now();
+        let result = written.sync();
+        let took = started.elapsed();
+        drop(written);
+        st = sh.lock();
+        st.last_sync = took;
+        sh.complete(&mut st, plans, result);
+        st.syncing -= 1;
+        sh.work.notify_one();
+        sh.space.notify_all();
+    }
+}
+
+/// Stops the log if a syncer thread dies by a panic: its group would never complete.
+struct SyncerStop<'a, D: Dir>(&'a Shared<D>);
+
+impl<D: Dir> Drop for SyncerStop<'_, D> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut st = self.0.lock();
+            st.stopped = true;
+            for cv in self.0.slot_cvs.iter() {
+                cv.notify_all();
+            }
+            self.0.space.notify_all();
+            self.0.work.notify_all();
+        }
+    }
 }

@@ -268,7 +268,7 @@ impl Dir for SimDisk {
 }
 
 impl SegmentFile for SimFile {
-    fn write_at(&mut self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize> {
+    fn write_at(&self, bufs: &[IoSlice<'_>], offset: u64, dsync: bool) -> io::Result<usize> {
         let mut g = self.disk.lock();
         g.tick()?;
         g.injected()?;
@@ -285,7 +285,7 @@ impl SegmentFile for SimFile {
         Ok(n)
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         let mut g = self.disk.lock();
         g.tick()?;
         let f = g.files.get_mut(&self.ino).unwrap();
@@ -294,7 +294,7 @@ impl SegmentFile for SimFile {
         Ok(())
     }
 
-    fn allocate(&mut self, len: u64) -> io::Result<()> {
+    fn allocate(&self, len: u64) -> io::Result<()> {
         let mut g = self.disk.lock();
         g.tick()?;
         g.injected()?;
@@ -307,7 +307,7 @@ impl SegmentFile for SimFile {
         Ok(())
     }
 
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
+    fn set_len(&self, len: u64) -> io::Result<()> {
         let mut g = self.disk.lock();
         g.tick()?;
         let f = g.files.get_mut(&self.ino).unwrap();
