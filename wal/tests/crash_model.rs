@@ -38,6 +38,14 @@ fn config(method: SyncMethod) -> WalConfig {
     }
 }
 
+/// `config` with up to `syncs` groups syncing at once.
+fn pipelined(method: SyncMethod, syncs: usize) -> WalConfig {
+    WalConfig {
+        syncs_in_flight: syncs,
+        ..config(method)
+    }
+}
+
 type Recovered = (
     Wal<SimDisk>,
     Vec<(Lsn, Vec<u8>)>,
@@ -63,11 +71,12 @@ fn run_crash_case(
     crash_after: u64,
     seed: u64,
     method: SyncMethod,
+    syncs: usize,
 ) {
     let disk = SimDisk::new();
     disk.crash_after(crash_after);
     let acked: Arc<Mutex<BTreeMap<Lsn, Vec<u8>>>> = Arc::default();
-    if let Ok((wal, _, _)) = recover(&disk, config(method)) {
+    if let Ok((wal, _, _)) = recover(&disk, pipelined(method, syncs)) {
         let wal = Arc::new(wal);
         let handles: Vec<_> = (0..writers)
             .map(|w| {
@@ -138,15 +147,16 @@ proptest! {
 
     #[test]
     fn acknowledged_records_survive_any_crash(
-        writers in 1usize..4,
+        writers in 1usize..6,
         per in 1usize..30,
         lens in proptest::collection::vec(proptest::sample::select(&LENS[..]), 1..5),
         crash_after in 0u64..400,
         seed in any::<u64>(),
         dsync in any::<bool>(),
+        syncs in 1usize..4,
     ) {
         let method = if dsync { SyncMethod::Dsync } else { SyncMethod::Fdatasync };
-        run_crash_case(writers, per, &lens, crash_after, seed, method);
+        run_crash_case(writers, per, &lens, crash_after, seed, method, syncs);
     }
 }
 
