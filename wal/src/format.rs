@@ -244,8 +244,13 @@ pub fn parse_segment_file_name(name: &str) -> Option<Lsn> {
     digits.parse().ok()
 }
 
-/// File-name prefix of spare (recycled) segment files waiting for reuse.
+/// File-name prefix of spare segment files waiting for reuse: recycled segments, and
+/// zero-filled files the blocking driver prepares.
 pub const SPARE_PREFIX: &str = "spare-";
+
+/// The file a zero-filled spare is built in before it is renamed to a spare name; one left
+/// by a crash is removed by the next preparation.
+pub const PREPARING_SPARE: &str = "preparing-spare";
 
 #[cfg(test)]
 mod tests {

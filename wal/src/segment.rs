@@ -13,7 +13,9 @@ use ringfort_pool::PoolBuf;
 use crate::config::{WalConfig, MAX_RECORD_LIMIT, MAX_SEGMENT_LIMIT};
 use crate::error::{IoFailure, IoOp, WalError};
 use crate::file::{list_segments, Dir, DirSegments, SegmentFile};
-use crate::format::{parse_segment_file_name, segment_file_name, SEGMENT_HEADER_LEN, SPARE_PREFIX};
+use crate::format::{
+    parse_segment_file_name, segment_file_name, PREPARING_SPARE, SEGMENT_HEADER_LEN, SPARE_PREFIX,
+};
 use crate::plan::{CreatePlan, SyncKind, WritePlan};
 use crate::recovery::{LogReader, ReadOptions, RecordRef, RecoveryReport, Repair};
 use crate::Lsn;
@@ -161,6 +163,54 @@ pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, Io
     };
     file.allocate(plan.size).map_err(fail)?;
     Ok(file)
+}
+
+/// Builds zero-filled spare segments of `size` bytes until `dir` holds `want` spares
+/// (recycled or zeroed): each is created as [`PREPARING_SPARE`], preallocated, written
+/// with zeros where unwritten, synced, then renamed to a spare name under `dir_lock` (which
+/// must serialise renames with segment creation and `truncate_prefix`) and the directory
+/// synced. A leftover `PREPARING_SPARE` from a crash is removed first. Returns how many it
+/// built.
+pub fn make_zeroed_spares<D: Dir>(
+    dir: &D,
+    dir_lock: &std::sync::Mutex<()>,
+    size: u64,
+    want: usize,
+) -> Result<usize, WalError> {
+    let ctx = |what: &str| format!("{what} a zero-filled spare in {}", dir.describe());
+    let names = dir
+        .list()
+        .map_err(|e| WalError::io(ctx("listing for"), e))?;
+    let have = names.iter().filter(|n| n.starts_with(SPARE_PREFIX)).count();
+    if names.iter().any(|n| n == PREPARING_SPARE) {
+        dir.remove(PREPARING_SPARE)
+            .map_err(|e| WalError::io(ctx("removing the leftover of"), e))?;
+    }
+    let mut built = 0;
+    for _ in have..want {
+        let made = dir.create(PREPARING_SPARE).and_then(|f| {
+            f.allocate(size)?;
+            f.zero_fill(size)?;
+            f.sync_data()
+        });
+        if let Err(e) = made {
+            let _ = dir.remove(PREPARING_SPARE);
+            return Err(WalError::io(ctx("building"), e));
+        }
+        let _g = dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let names = dir
+            .list()
+            .map_err(|e| WalError::io(ctx("listing for"), e))?;
+        let name = (0..)
+            .map(|i| format!("{SPARE_PREFIX}zeroed-{i}"))
+            .find(|n| !names.contains(n))
+            .expect("some index is free");
+        dir.rename(PREPARING_SPARE, &name)
+            .and_then(|()| dir.sync())
+            .map_err(|e| WalError::io(ctx("naming"), e))?;
+        built += 1;
+    }
+    Ok(built)
 }
 
 /// Opens the log in `dir` for appending: reads it with `config.recovery`, handing every

@@ -1,6 +1,6 @@
 //! The blocking driver on real files: concurrent durable appends with group commit,
 //! reopening and replay, chains, every durability mode and sync method, `O_DIRECT`,
-//! `truncate_prefix` with segment recycling.
+//! `truncate_prefix` with segment recycling, zero-filled spare segments.
 
 mod common;
 
@@ -141,6 +141,7 @@ fn truncate_prefix_removes_and_recycles_segments() {
     let tmp = TempDir::new("prefix");
     let cfg = WalConfig {
         recycle_segments: 2,
+        zeroed_spares: 0,
         recovery: RecoveryMode::AbsoluteConsistency,
         ..common::small_config()
     };
@@ -180,6 +181,105 @@ fn truncate_prefix_removes_and_recycles_segments() {
     assert_eq!(got.last().unwrap().0, 600);
     assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1));
     assert_eq!(got.last().unwrap().1, common::payload(1199, 3000));
+}
+
+/// Bytes of `path` (within its length) that hold no written data, by SEEK_HOLE/SEEK_DATA.
+fn unwritten_bytes(path: &std::path::Path) -> u64 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    let seek = |from: u64, whence| {
+        // SAFETY: plain syscall on a descriptor `f` owns.
+        let r = unsafe { libc::lseek(f.as_raw_fd(), from as libc::off_t, whence) };
+        if r < 0 {
+            len
+        } else {
+            r as u64
+        }
+    };
+    let (mut off, mut holes) = (0, 0);
+    while off < len {
+        let hole = seek(off, libc::SEEK_HOLE);
+        let data = seek(hole, libc::SEEK_DATA).min(len);
+        holes += data.saturating_sub(hole);
+        off = data.max(hole + 1);
+    }
+    holes
+}
+
+#[test]
+fn new_segments_take_zero_filled_spares() {
+    let tmp = TempDir::new("zeroed");
+    let cfg = common::small_config();
+    assert_eq!(cfg.zeroed_spares, 1);
+    let (wal, _, _) = reopen(&tmp, cfg.clone());
+    // Open built one spare: full length, every byte written.
+    let spare = tmp.path().join(format!("{SPARE_PREFIX}zeroed-0"));
+    let meta = std::fs::metadata(&spare).expect("a zero-filled spare after open");
+    assert_eq!(meta.len(), cfg.segment_size);
+    assert_eq!(
+        unwritten_bytes(&spare),
+        0,
+        "the spare has unwritten extents"
+    );
+    // A plain fallocated file does have them here, or this test proves nothing.
+    let probe = tmp.path().join("probe");
+    let f = std::fs::File::create(&probe).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on a descriptor `f` owns.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 1 << 20) };
+        assert_eq!(r, 0, "fallocate: {}", std::io::Error::last_os_error());
+    }
+    assert_eq!(
+        unwritten_bytes(&probe),
+        1 << 20,
+        "this file system hides unwritten extents"
+    );
+    std::fs::remove_file(&probe).unwrap();
+    // Every segment is built from a spare: none has unwritten bytes. After each new
+    // segment, wait for the background preparer before the next rotation can come.
+    let count = |prefix: &str| names(&tmp).iter().filter(|n| n.starts_with(prefix)).count();
+    let segments = || {
+        names(&tmp)
+            .iter()
+            .filter_map(|n| parse_segment_file_name(n))
+            .count()
+    };
+    let mut n = 0u64;
+    let mut seen = 0;
+    while seen < 4 {
+        wal.append(&common::payload(n, 3000)).unwrap();
+        n += 1;
+        if segments() > seen {
+            seen = segments();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while count(SPARE_PREFIX) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no spare was prepared"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+    wal.close().unwrap();
+    let segs: Vec<String> = names(&tmp)
+        .into_iter()
+        .filter(|n| parse_segment_file_name(n).is_some())
+        .collect();
+    for seg in &segs {
+        let path = tmp.path().join(seg);
+        assert_eq!(unwritten_bytes(&path), 0, "{seg} was not zero-filled");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), cfg.segment_size);
+    }
+    // The zero-filled tails read as a clean end, and everything comes back.
+    let (_, got, report) = reopen(&tmp, cfg);
+    assert_eq!(report.tail, Tail::Clean);
+    assert_eq!(got.len() as u64, n);
+    assert!(got
+        .iter()
+        .all(|(lsn, p)| *p == common::payload(lsn - 1, 3000)));
 }
 
 #[test]

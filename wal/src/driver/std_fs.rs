@@ -40,7 +40,7 @@ use crate::error::{IoFailure, WalError};
 use crate::file::{Dir, StdDir};
 use crate::plan::{Io, Progress, SyncKind, WriteJob, WritePlan};
 use crate::recovery::{RecordRef, RecoveryReport};
-use crate::segment::{recover, truncate_prefix, SegmentWriter, Unsynced};
+use crate::segment::{make_zeroed_spares, recover, truncate_prefix, SegmentWriter, Unsynced};
 use crate::Lsn;
 
 #[derive(Clone, Debug)]
@@ -78,8 +78,10 @@ struct State<F> {
     to_sync: VecDeque<SyncJob<F>>,
     /// Groups written and not yet completed (queued or syncing).
     syncing: usize,
-    /// Tells the syncer threads to exit once `to_sync` is empty.
+    /// Tells the syncer and preparer threads to exit (syncers once `to_sync` is empty).
     syncers_exit: bool,
+    /// A segment was created: the preparer should top the zero-filled spares up.
+    prepare: bool,
     /// Plan vectors for the next groups, so that a group allocates nothing.
     plan_vecs: Vec<Vec<WritePlan>>,
 }
@@ -102,6 +104,8 @@ struct Shared<D: Dir> {
     work: Condvar,
     /// Syncer threads wait here for written groups.
     sync_work: Condvar,
+    /// The preparer thread waits here for a request to build zero-filled spares.
+    prepare_work: Condvar,
     /// Appenders wait here for room (a batch, blocks, or a waiter slot).
     space: Condvar,
     /// One per waiter slot: the appender in slot `i` waits on `slot_cvs[i]`.
@@ -188,6 +192,7 @@ impl<D: Dir> Drop for SyncersExit<'_, D> {
     fn drop(&mut self) {
         self.0.lock().syncers_exit = true;
         self.0.sync_work.notify_all();
+        self.0.prepare_work.notify_all();
     }
 }
 
@@ -246,12 +251,14 @@ impl<D: Dir> Wal<D> {
                 to_sync: VecDeque::with_capacity(groups),
                 syncing: 0,
                 syncers_exit: false,
+                prepare: false,
                 plan_vecs: (0..groups + 1)
                     .map(|_| Vec::with_capacity(groups))
                     .collect(),
             }),
             work: Condvar::new(),
             sync_work: Condvar::new(),
+            prepare_work: Condvar::new(),
             space: Condvar::new(),
             slot_cvs: (0..waiters).map(|_| Condvar::new()).collect(),
             dir,
@@ -532,10 +539,17 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
             return;
         }
     }
+    let spares = sh.config.zeroed_spares;
+    if spares > 0 {
+        prepare_spares(&sh, lim.segment_size);
+    }
     let syncers = sh.config.syncs_in_flight.min(lim.max_batches - 1).max(1);
     std::thread::scope(|scope| {
         for _ in 0..syncers {
             scope.spawn(|| syncer(&sh));
+        }
+        if spares > 0 {
+            scope.spawn(|| preparer(&sh, lim.segment_size));
         }
         let _exit = SyncersExit(&sh);
         let _ = ready.send(Ok(()));
@@ -627,10 +641,41 @@ fn rounds<D: Dir>(
                 writer.create(&sh.dir, &plan)
             };
             st = sh.lock();
+            if r.is_ok() {
+                st.prepare = true;
+                sh.prepare_work.notify_one();
+            }
             let p = st.core.complete_create(plan, r);
             sh.settle(&mut st, p);
         }
         sh.space.notify_all();
+    }
+}
+
+/// The preparer thread: after each new segment, builds zero-filled spares so that the
+/// next one finds one ready; until told to exit.
+fn preparer<D: Dir>(sh: &Shared<D>, size: u64) {
+    let mut st = sh.lock();
+    loop {
+        if st.syncers_exit {
+            return;
+        }
+        if !st.prepare {
+            st = sh.prepare_work.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        st.prepare = false;
+        drop(st);
+        prepare_spares(sh, size);
+        st = sh.lock();
+    }
+}
+
+/// Tops the zero-filled spares up; a failure (say, no space) only costs speed, so it is
+/// logged and the log goes on without a spare.
+fn prepare_spares<D: Dir>(sh: &Shared<D>, size: u64) {
+    if let Err(e) = make_zeroed_spares(&sh.dir, &sh.dir_lock, size, sh.config.zeroed_spares) {
+        tracing::warn!("ringfort-wal: {e}; new segments are preallocated without zeros");
     }
 }
 
