@@ -44,6 +44,12 @@
 //! that chain has completed. A rotation (every `segment_size` bytes of log) therefore
 //! never blocks the core's other connections on a sync.
 //!
+//! With `zeroed_spares` (the default keeps one), a new segment takes a spare that a
+//! background thread ([`ringfort_wal::segment::SpareBuilder`]) built by writing zeros, so
+//! the group commits that follow overwrite written blocks and their `fdatasync`s have no
+//! extent conversion to commit. `open` starts building the first spare (a segment created
+//! before it is ready is preallocated without zeros); each creation asks for the next.
+//!
 //! # Failures (the fsyncgate rules)
 //!
 //! A group fails when any of its CQEs reports an error, or a write reports fewer bytes
@@ -109,13 +115,15 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use io_uring::{opcode, squeue, types};
 use ringfort_pool::{Arena, BufChain, PoolBuf};
 use ringfort_wal::file::StdDir;
 use ringfort_wal::format::{PAGE, SEGMENT_HEADER_LEN};
-use ringfort_wal::segment::{prepare_segment, recover, truncate_prefix};
+use ringfort_wal::segment::{
+    make_zeroed_spares, prepare_segment, recover, truncate_prefix, SpareBuilder,
+};
 use ringfort_wal::{
     CreatePlan, Failure, Full, Io, IoFailure, IoOp, LogCore, Lsn, RecordRef, RecoveryReport,
     SyncKind, WalConfig, WalError, WritePlan,
@@ -168,7 +176,11 @@ struct Group {
 /// The write-ahead log of one core, driven through its io_uring. See the module docs.
 pub(crate) struct WalDriver {
     core: LogCore,
-    dir: StdDir,
+    dir: Arc<StdDir>,
+    /// Serialises the spare builder's renames with segment creation and truncation.
+    dir_lock: Arc<Mutex<()>>,
+    /// Builds zero-filled spares off the core thread (`zeroed_spares` > 0).
+    spare_builder: Option<SpareBuilder>,
     dir_fd: Arc<OwnedFd>,
     /// `recycle_segments` of the configuration: spares kept by `truncate_prefix`.
     spares: usize,
@@ -214,8 +226,27 @@ impl WalDriver {
             )));
         }
         debug_assert!(CREATE_SQES as usize <= batch_sqes);
-        let dir = StdDir::open(path, config.direct_io)?;
-        let report = recover(&dir, &config, from, replay)?;
+        let dir = Arc::new(StdDir::open(path, config.direct_io)?);
+        let report = recover(&*dir, &config, from, replay)?;
+        let dir_lock = Arc::new(Mutex::new(()));
+        let spare_builder = match config.zeroed_spares {
+            0 => None,
+            want => {
+                let (dir, lock) = (Arc::clone(&dir), Arc::clone(&dir_lock));
+                let size = config.segment_size;
+                let build = move || {
+                    if let Err(e) = make_zeroed_spares(&*dir, &lock, size, want) {
+                        tracing::warn!("{e}; new segments are preallocated without zeros");
+                    }
+                };
+                // Built in the background from the start: a server does not wait a
+                // segment's worth of writes to open.
+                let builder = SpareBuilder::spawn(build)
+                    .map_err(|e| WalError::io("spawning the WAL spare builder", e))?;
+                builder.request();
+                Some(builder)
+            }
+        };
         let mut core = LogCore::new(&config, report.next_lsn)?;
         core.refill(arena)?;
         let header = arena.alloc(SEGMENT_HEADER_LEN)?;
@@ -238,6 +269,8 @@ impl WalDriver {
         let driver = WalDriver {
             core,
             dir,
+            dir_lock,
+            spare_builder,
             dir_fd: Arc::new(dir_fd.into()),
             spares: config.recycle_segments,
             current: None,
@@ -488,7 +521,14 @@ impl WalDriver {
         push: &mut dyn FnMut(squeue::Entry, WalTag),
     ) -> bool {
         self.current = None;
-        let file: OwnedFd = match prepare_segment(&self.dir, &plan) {
+        let prepared = {
+            let _g = self.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+            prepare_segment(&*self.dir, &plan)
+        };
+        if let (Ok(_), Some(b)) = (&prepared, &self.spare_builder) {
+            b.request();
+        }
+        let file: OwnedFd = match prepared {
             Ok(f) => f.into(),
             Err(error) => {
                 let p = self.core.complete_create(plan, Err(error));
@@ -620,7 +660,8 @@ impl WalDriver {
             .filter(|g| g.file.is_some())
             .map(|g| g.segment)
             .fold(checkpoint.min(self.core.acked_lsn()), Lsn::min);
-        truncate_prefix(&self.dir, checkpoint, self.spares)
+        let _g = self.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+        truncate_prefix(&*self.dir, checkpoint, self.spares)
     }
 }
 

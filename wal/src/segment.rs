@@ -6,7 +6,7 @@
 //! anything depends on it.
 
 use std::io::{self, IoSlice};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use ringfort_pool::PoolBuf;
 
@@ -167,13 +167,14 @@ pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, Io
 
 /// Builds zero-filled spare segments of `size` bytes until `dir` holds `want` spares
 /// (recycled or zeroed): each is created as [`PREPARING_SPARE`], preallocated, written
-/// with zeros where unwritten, synced, then renamed to a spare name under `dir_lock` (which
-/// must serialise renames with segment creation and `truncate_prefix`) and the directory
-/// synced. A leftover `PREPARING_SPARE` from a crash is removed first. Returns how many it
+/// with zeros where unwritten and synced, then renamed to a spare name while holding
+/// `dir_lock` (which must serialise renames with segment creation and `truncate_prefix`;
+/// it is held only for a listing and the rename), and the directory is synced. One call at
+/// a time per directory. A leftover `PREPARING_SPARE` from a crash is removed first. Returns how many it
 /// built.
 pub fn make_zeroed_spares<D: Dir>(
     dir: &D,
-    dir_lock: &std::sync::Mutex<()>,
+    dir_lock: &Mutex<()>,
     size: u64,
     want: usize,
 ) -> Result<usize, WalError> {
@@ -197,20 +198,86 @@ pub fn make_zeroed_spares<D: Dir>(
             let _ = dir.remove(PREPARING_SPARE);
             return Err(WalError::io(ctx("building"), e));
         }
-        let _g = dir_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let names = dir
-            .list()
-            .map_err(|e| WalError::io(ctx("listing for"), e))?;
-        let name = (0..)
-            .map(|i| format!("{SPARE_PREFIX}zeroed-{i}"))
-            .find(|n| !names.contains(n))
-            .expect("some index is free");
-        dir.rename(PREPARING_SPARE, &name)
-            .and_then(|()| dir.sync())
-            .map_err(|e| WalError::io(ctx("naming"), e))?;
+        {
+            let _g = dir_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let names = dir
+                .list()
+                .map_err(|e| WalError::io(ctx("listing for"), e))?;
+            let name = (0..)
+                .map(|i| format!("{SPARE_PREFIX}zeroed-{i}"))
+                .find(|n| !names.contains(n))
+                .expect("some index is free");
+            dir.rename(PREPARING_SPARE, &name)
+                .map_err(|e| WalError::io(ctx("naming"), e))?;
+        }
+        // A spare lost to a crash before this sync is only a missed speed-up.
+        dir.sync().map_err(|e| WalError::io(ctx("syncing"), e))?;
         built += 1;
     }
     Ok(built)
+}
+
+/// A thread that builds spares (runs a job) whenever asked: requests that arrive while
+/// the job runs make it run once more, never more. Dropping the builder waits for the job
+/// in progress, then ends the thread.
+pub struct SpareBuilder {
+    shared: Arc<(Mutex<BuilderState>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct BuilderState {
+    wanted: bool,
+    exit: bool,
+}
+
+impl SpareBuilder {
+    /// Starts the thread; `job` runs on it once per (coalesced) [`SpareBuilder::request`].
+    pub fn spawn(mut job: impl FnMut() + Send + 'static) -> io::Result<SpareBuilder> {
+        let shared = Arc::new((Mutex::new(BuilderState::default()), Condvar::new()));
+        let theirs = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("ringfort-wal-spares".into())
+            .spawn(move || {
+                let (lock, cv) = &*theirs;
+                let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if st.exit {
+                        return;
+                    }
+                    if !st.wanted {
+                        st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    st.wanted = false;
+                    drop(st);
+                    job();
+                    st = lock.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            })?;
+        Ok(SpareBuilder {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for one more run of the job; returns at once.
+    pub fn request(&self) {
+        let (lock, cv) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).wanted = true;
+        cv.notify_one();
+    }
+}
+
+impl Drop for SpareBuilder {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).exit = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Opens the log in `dir` for appending: reads it with `config.recovery`, handing every

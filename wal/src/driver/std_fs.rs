@@ -40,7 +40,9 @@ use crate::error::{IoFailure, WalError};
 use crate::file::{Dir, StdDir};
 use crate::plan::{Io, Progress, SyncKind, WriteJob, WritePlan};
 use crate::recovery::{RecordRef, RecoveryReport};
-use crate::segment::{make_zeroed_spares, recover, truncate_prefix, SegmentWriter, Unsynced};
+use crate::segment::{
+    make_zeroed_spares, recover, truncate_prefix, SegmentWriter, SpareBuilder, Unsynced,
+};
 use crate::Lsn;
 
 #[derive(Clone, Debug)]
@@ -78,10 +80,8 @@ struct State<F> {
     to_sync: VecDeque<SyncJob<F>>,
     /// Groups written and not yet completed (queued or syncing).
     syncing: usize,
-    /// Tells the syncer and preparer threads to exit (syncers once `to_sync` is empty).
+    /// Tells the syncer threads to exit once `to_sync` is empty.
     syncers_exit: bool,
-    /// A segment was created: the preparer should top the zero-filled spares up.
-    prepare: bool,
     /// Plan vectors for the next groups, so that a group allocates nothing.
     plan_vecs: Vec<Vec<WritePlan>>,
 }
@@ -104,8 +104,6 @@ struct Shared<D: Dir> {
     work: Condvar,
     /// Syncer threads wait here for written groups.
     sync_work: Condvar,
-    /// The preparer thread waits here for a request to build zero-filled spares.
-    prepare_work: Condvar,
     /// Appenders wait here for room (a batch, blocks, or a waiter slot).
     space: Condvar,
     /// One per waiter slot: the appender in slot `i` waits on `slot_cvs[i]`.
@@ -192,7 +190,6 @@ impl<D: Dir> Drop for SyncersExit<'_, D> {
     fn drop(&mut self) {
         self.0.lock().syncers_exit = true;
         self.0.sync_work.notify_all();
-        self.0.prepare_work.notify_all();
     }
 }
 
@@ -251,14 +248,12 @@ impl<D: Dir> Wal<D> {
                 to_sync: VecDeque::with_capacity(groups),
                 syncing: 0,
                 syncers_exit: false,
-                prepare: false,
                 plan_vecs: (0..groups + 1)
                     .map(|_| Vec::with_capacity(groups))
                     .collect(),
             }),
             work: Condvar::new(),
             sync_work: Condvar::new(),
-            prepare_work: Condvar::new(),
             space: Condvar::new(),
             slot_cvs: (0..waiters).map(|_| Condvar::new()).collect(),
             dir,
@@ -539,22 +534,31 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
             return;
         }
     }
-    let spares = sh.config.zeroed_spares;
-    if spares > 0 {
-        prepare_spares(&sh, lim.segment_size);
-    }
+    let spares = match sh.config.zeroed_spares {
+        0 => None,
+        _ => {
+            prepare_spares(&sh, lim.segment_size);
+            let theirs = Arc::clone(&sh);
+            let size = lim.segment_size;
+            match SpareBuilder::spawn(move || prepare_spares(&theirs, size)) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let _ = ready.send(Err(WalError::io("spawning the spare builder", e)));
+                    return;
+                }
+            }
+        }
+    };
     let syncers = sh.config.syncs_in_flight.min(lim.max_batches - 1).max(1);
     std::thread::scope(|scope| {
         for _ in 0..syncers {
             scope.spawn(|| syncer(&sh));
         }
-        if spares > 0 {
-            scope.spawn(|| preparer(&sh, lim.segment_size));
-        }
         let _exit = SyncersExit(&sh);
         let _ = ready.send(Ok(()));
-        rounds(&sh, &lim, &arena, &mut writer, syncers);
+        rounds(&sh, &lim, &arena, &mut writer, syncers, spares.as_ref());
     });
+    drop(spares);
     let mut st = sh.lock();
     st.core.release_blocks();
     drop(st);
@@ -570,6 +574,7 @@ fn rounds<D: Dir>(
     arena: &Arena,
     writer: &mut SegmentWriter<D>,
     syncers: usize,
+    spares: Option<&SpareBuilder>,
 ) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
     let mut st = sh.lock();
@@ -640,34 +645,14 @@ fn rounds<D: Dir>(
                 let _g = sh.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
                 writer.create(&sh.dir, &plan)
             };
-            st = sh.lock();
-            if r.is_ok() {
-                st.prepare = true;
-                sh.prepare_work.notify_one();
+            if let (Ok(()), Some(b)) = (&r, spares) {
+                b.request();
             }
+            st = sh.lock();
             let p = st.core.complete_create(plan, r);
             sh.settle(&mut st, p);
         }
         sh.space.notify_all();
-    }
-}
-
-/// The preparer thread: after each new segment, builds zero-filled spares so that the
-/// next one finds one ready; until told to exit.
-fn preparer<D: Dir>(sh: &Shared<D>, size: u64) {
-    let mut st = sh.lock();
-    loop {
-        if st.syncers_exit {
-            return;
-        }
-        if !st.prepare {
-            st = sh.prepare_work.wait(st).unwrap_or_else(|e| e.into_inner());
-            continue;
-        }
-        st.prepare = false;
-        drop(st);
-        prepare_spares(sh, size);
-        st = sh.lock();
     }
 }
 
