@@ -48,7 +48,9 @@
 //! background thread ([`ringfort_wal::segment::SpareBuilder`]) built by writing zeros, so
 //! the group commits that follow overwrite written blocks and their `fdatasync`s have no
 //! extent conversion to commit. `open` starts building the first spare (a segment created
-//! before it is ready is preallocated without zeros); each creation asks for the next.
+//! before it is ready is preallocated without zeros); each creation asks for the next
+//! while the log's batches stay small ([`ringfort_wal::segment::GroupSizes`]): for large
+//! ones bandwidth, not the sync rate, bounds the log, and zeroing would write it twice.
 //!
 //! # Failures (the fsyncgate rules)
 //!
@@ -122,7 +124,7 @@ use ringfort_pool::{Arena, BufChain, PoolBuf};
 use ringfort_wal::file::StdDir;
 use ringfort_wal::format::{PAGE, SEGMENT_HEADER_LEN};
 use ringfort_wal::segment::{
-    make_zeroed_spares, prepare_segment, recover, truncate_prefix, SpareBuilder,
+    make_zeroed_spares, prepare_segment, recover, truncate_prefix, GroupSizes, SpareBuilder,
 };
 use ringfort_wal::{
     CreatePlan, Failure, Full, Io, IoFailure, IoOp, LogCore, Lsn, RecordRef, RecoveryReport,
@@ -181,6 +183,8 @@ pub(crate) struct WalDriver {
     dir_lock: Arc<Mutex<()>>,
     /// Builds zero-filled spares off the core thread (`zeroed_spares` > 0).
     spare_builder: Option<SpareBuilder>,
+    /// The batch sizes of the current segment: whether the next spare is worth building.
+    sizes: GroupSizes,
     dir_fd: Arc<OwnedFd>,
     /// `recycle_segments` of the configuration: spares kept by `truncate_prefix`.
     spares: usize,
@@ -271,6 +275,7 @@ impl WalDriver {
             dir,
             dir_lock,
             spare_builder,
+            sizes: GroupSizes::default(),
             dir_fd: Arc::new(dir_fd.into()),
             spares: config.recycle_segments,
             current: None,
@@ -390,6 +395,7 @@ impl WalDriver {
             match io {
                 Io::Write(job) => {
                     let plan = job.seal();
+                    self.sizes.record(plan.len());
                     let slot = match open {
                         Some(slot) => slot,
                         None => match self.start_group(&plan) {
@@ -526,7 +532,9 @@ impl WalDriver {
             prepare_segment(&*self.dir, &plan)
         };
         if let (Ok(_), Some(b)) = (&prepared, &self.spare_builder) {
-            b.request();
+            if self.sizes.take_zero_fill_pays() {
+                b.request();
+            }
         }
         let file: OwnedFd = match prepared {
             Ok(f) => f.into(),

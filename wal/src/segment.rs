@@ -217,6 +217,35 @@ pub fn make_zeroed_spares<D: Dir>(
     Ok(built)
 }
 
+/// Mean group size up to which a new zero-filled spare is worth building.
+pub const ZERO_FILL_MAX_GROUP: u64 = 256 << 10;
+
+/// Decides, segment by segment, whether zero-filled spares pay. They do when the log's
+/// groups are small: the sync rate bounds the log, and every `fdatasync` after
+/// overwriting saves an extent conversion. They do not when groups are large: bandwidth
+/// bounds the log, and building a spare would write every segment twice.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GroupSizes {
+    bytes: u64,
+    groups: u64,
+}
+
+impl GroupSizes {
+    /// Counts one group of `bytes` written to the current segment.
+    pub fn record(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.groups += 1;
+    }
+
+    /// At a new segment: whether the groups of the last one were small enough (mean at
+    /// most [`ZERO_FILL_MAX_GROUP`]) to build another spare. False before any group: the
+    /// drivers build the first spare when they open. Starts counting afresh.
+    pub fn take_zero_fill_pays(&mut self) -> bool {
+        let GroupSizes { bytes, groups } = std::mem::take(self);
+        groups > 0 && bytes / groups <= ZERO_FILL_MAX_GROUP
+    }
+}
+
 /// A thread that builds spares (runs a job) whenever asked: requests that arrive while
 /// the job runs make it run once more, never more. Dropping the builder waits for the job
 /// in progress, then ends the thread.

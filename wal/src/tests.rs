@@ -592,3 +592,22 @@ fn durability_none_and_buffered_plans_carry_no_sync() {
         assert_eq!(job.seal().sync(), crate::SyncKind::None);
     }
 }
+
+#[test]
+fn zero_filled_spares_pay_only_for_small_groups() {
+    use crate::segment::{GroupSizes, ZERO_FILL_MAX_GROUP};
+    let mut s = GroupSizes::default();
+    assert!(
+        !s.take_zero_fill_pays(),
+        "nothing known before the first group"
+    );
+    for _ in 0..10 {
+        s.record(8 << 10);
+    }
+    s.record(ZERO_FILL_MAX_GROUP * 2);
+    assert!(s.take_zero_fill_pays(), "mean below the bound");
+    assert!(!s.take_zero_fill_pays(), "counting starts afresh");
+    s.record(1 << 20);
+    s.record(1 << 20);
+    assert!(!s.take_zero_fill_pays(), "1 MiB groups are bandwidth-bound");
+}

@@ -17,6 +17,9 @@
 //!
 //! A new segment is created only once every group of the old one is durable: recovery
 //! takes a torn end of any segment but the last for corruption in the middle of the log.
+//! It takes a zero-filled spare when one is ready (`zeroed_spares`): `open` builds the
+//! first, and a [`SpareBuilder`] thread builds the next after each new segment while the
+//! log's groups stay small ([`GroupSizes`]).
 //!
 //! Bounds: `max_waiters` appenders wait at once (more wait for a slot); `max_batches`
 //! batches exist at once (appenders wait for one to complete); at most `syncs_in_flight`
@@ -41,7 +44,7 @@ use crate::file::{Dir, StdDir};
 use crate::plan::{Io, Progress, SyncKind, WriteJob, WritePlan};
 use crate::recovery::{RecordRef, RecoveryReport};
 use crate::segment::{
-    make_zeroed_spares, recover, truncate_prefix, SegmentWriter, SpareBuilder, Unsynced,
+    make_zeroed_spares, recover, truncate_prefix, GroupSizes, SegmentWriter, SpareBuilder, Unsynced,
 };
 use crate::Lsn;
 
@@ -577,6 +580,7 @@ fn rounds<D: Dir>(
     spares: Option<&SpareBuilder>,
 ) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
+    let mut sizes = GroupSizes::default();
     let mut st = sh.lock();
     let mut sealed_end = st.core.next_lsn();
     loop {
@@ -627,6 +631,9 @@ fn rounds<D: Dir>(
         plans.extend(jobs.drain(..).map(WriteJob::seal));
         let sync = plans.first().map_or(SyncKind::None, |p| p.sync());
         let written = writer.write_unsynced(&plans, sync);
+        if !plans.is_empty() {
+            sizes.record(plans.iter().map(WritePlan::len).sum());
+        }
         st = sh.lock();
         match written {
             Ok(Some(written)) if sync == SyncKind::Data => {
@@ -646,7 +653,9 @@ fn rounds<D: Dir>(
                 writer.create(&sh.dir, &plan)
             };
             if let (Ok(()), Some(b)) = (&r, spares) {
-                b.request();
+                if sizes.take_zero_fill_pays() {
+                    b.request();
+                }
             }
             st = sh.lock();
             let p = st.core.complete_create(plan, r);
