@@ -48,9 +48,9 @@
 //! background thread ([`ringfort_wal::segment::SpareBuilder`]) built by writing zeros, so
 //! the group commits that follow overwrite written blocks and their `fdatasync`s have no
 //! extent conversion to commit. `open` starts building the first spare (a segment created
-//! before it is ready is preallocated without zeros); each creation asks for the next
-//! while the log's batches stay small ([`ringfort_wal::segment::GroupSizes`]): for large
-//! ones bandwidth, not the sync rate, bounds the log, and zeroing would write it twice.
+//! before it is ready is preallocated without zeros); each segment whose batches are small
+//! asks for the next early on ([`ringfort_wal::segment::GroupSizes`]): for large ones
+//! bandwidth, not the sync rate, bounds the log, and zeroing would write it twice.
 //!
 //! # Failures (the fsyncgate rules)
 //!
@@ -395,7 +395,11 @@ impl WalDriver {
             match io {
                 Io::Write(job) => {
                     let plan = job.seal();
-                    self.sizes.record(plan.len());
+                    if self.sizes.record(plan.len()) {
+                        if let Some(b) = &self.spare_builder {
+                            b.request();
+                        }
+                    }
                     let slot = match open {
                         Some(slot) => slot,
                         None => match self.start_group(&plan) {
@@ -531,11 +535,7 @@ impl WalDriver {
             let _g = self.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
             prepare_segment(&*self.dir, &plan)
         };
-        if let (Ok(_), Some(b)) = (&prepared, &self.spare_builder) {
-            if self.sizes.take_zero_fill_pays() {
-                b.request();
-            }
-        }
+        self.sizes.new_segment();
         let file: OwnedFd = match prepared {
             Ok(f) => f.into(),
             Err(error) => {

@@ -220,10 +220,15 @@ pub fn make_zeroed_spares<D: Dir>(
 /// Mean group size up to which a new zero-filled spare is worth building.
 pub const ZERO_FILL_MAX_GROUP: u64 = 256 << 10;
 
-/// Decides, segment by segment, whether zero-filled spares pay. They do when the log's
-/// groups are small: the sync rate bounds the log, and every `fdatasync` after
-/// overwriting saves an extent conversion. They do not when groups are large: bandwidth
-/// bounds the log, and building a spare would write every segment twice.
+/// Groups of a segment after which [`GroupSizes`] decides.
+pub const ZERO_FILL_DECIDE_AFTER: u64 = 16;
+
+/// Decides, segment by segment, whether to build a zero-filled spare for the next one.
+/// It pays when the log's groups are small: the sync rate bounds the log, and every
+/// `fdatasync` after overwriting saves an extent conversion. It does not when groups are
+/// large: bandwidth bounds the log, and building a spare would write every segment twice.
+/// The decision comes after [`ZERO_FILL_DECIDE_AFTER`] groups of a segment, early enough
+/// for the spare to be ready when the segment fills.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GroupSizes {
     bytes: u64,
@@ -231,18 +236,18 @@ pub struct GroupSizes {
 }
 
 impl GroupSizes {
-    /// Counts one group of `bytes` written to the current segment.
-    pub fn record(&mut self, bytes: u64) {
+    /// Counts one group of `bytes` written to the current segment; true exactly once per
+    /// segment, at its decision point, when the mean group is at most
+    /// [`ZERO_FILL_MAX_GROUP`] and a spare should be built.
+    pub fn record(&mut self, bytes: u64) -> bool {
         self.bytes += bytes;
         self.groups += 1;
+        self.groups == ZERO_FILL_DECIDE_AFTER && self.bytes / self.groups <= ZERO_FILL_MAX_GROUP
     }
 
-    /// At a new segment: whether the groups of the last one were small enough (mean at
-    /// most [`ZERO_FILL_MAX_GROUP`]) to build another spare. False before any group: the
-    /// drivers build the first spare when they open. Starts counting afresh.
-    pub fn take_zero_fill_pays(&mut self) -> bool {
-        let GroupSizes { bytes, groups } = std::mem::take(self);
-        groups > 0 && bytes / groups <= ZERO_FILL_MAX_GROUP
+    /// A new segment: counting starts afresh.
+    pub fn new_segment(&mut self) {
+        *self = GroupSizes::default();
     }
 }
 

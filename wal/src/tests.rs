@@ -595,19 +595,25 @@ fn durability_none_and_buffered_plans_carry_no_sync() {
 
 #[test]
 fn zero_filled_spares_pay_only_for_small_groups() {
-    use crate::segment::{GroupSizes, ZERO_FILL_MAX_GROUP};
+    use crate::segment::{GroupSizes, ZERO_FILL_DECIDE_AFTER, ZERO_FILL_MAX_GROUP};
     let mut s = GroupSizes::default();
-    assert!(
-        !s.take_zero_fill_pays(),
-        "nothing known before the first group"
+    let decisions: Vec<bool> = (0..ZERO_FILL_DECIDE_AFTER * 2)
+        .map(|i| {
+            s.record(if i == 0 {
+                ZERO_FILL_MAX_GROUP * 4
+            } else {
+                8 << 10
+            })
+        })
+        .collect();
+    let at = ZERO_FILL_DECIDE_AFTER as usize - 1;
+    assert!(decisions[at], "small mean: build at the decision point");
+    assert_eq!(
+        decisions.iter().filter(|&&d| d).count(),
+        1,
+        "once a segment"
     );
-    for _ in 0..10 {
-        s.record(8 << 10);
-    }
-    s.record(ZERO_FILL_MAX_GROUP * 2);
-    assert!(s.take_zero_fill_pays(), "mean below the bound");
-    assert!(!s.take_zero_fill_pays(), "counting starts afresh");
-    s.record(1 << 20);
-    s.record(1 << 20);
-    assert!(!s.take_zero_fill_pays(), "1 MiB groups are bandwidth-bound");
+    s.new_segment();
+    let big = (0..ZERO_FILL_DECIDE_AFTER).any(|_| s.record(1 << 20));
+    assert!(!big, "1 MiB groups are bandwidth-bound");
 }

@@ -237,8 +237,9 @@ fn new_segments_take_zero_filled_spares() {
         "this file system hides unwritten extents"
     );
     std::fs::remove_file(&probe).unwrap();
-    // Every segment is built from a spare: none has unwritten bytes. After each new
-    // segment, wait for the background preparer before the next rotation can come.
+    // Every segment is built from a spare: none has unwritten bytes. The builder is asked
+    // after a segment's first groups (each append here is one group); wait for it then,
+    // long before the segment fills.
     let count = |prefix: &str| names(&tmp).iter().filter(|n| n.starts_with(prefix)).count();
     let segments = || {
         names(&tmp)
@@ -253,6 +254,10 @@ fn new_segments_take_zero_filled_spares() {
         n += 1;
         if segments() > seen {
             seen = segments();
+            for _ in 0..ringfort_wal::segment::ZERO_FILL_DECIDE_AFTER {
+                wal.append(&common::payload(n, 3000)).unwrap();
+                n += 1;
+            }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while count(SPARE_PREFIX) == 0 {
                 assert!(

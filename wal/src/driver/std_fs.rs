@@ -18,8 +18,8 @@
 //! A new segment is created only once every group of the old one is durable: recovery
 //! takes a torn end of any segment but the last for corruption in the middle of the log.
 //! It takes a zero-filled spare when one is ready (`zeroed_spares`): `open` builds the
-//! first, and a [`SpareBuilder`] thread builds the next after each new segment while the
-//! log's groups stay small ([`GroupSizes`]).
+//! first, and a [`SpareBuilder`] thread builds the next one early in each segment whose
+//! groups are small ([`GroupSizes`]).
 //!
 //! Bounds: `max_waiters` appenders wait at once (more wait for a slot); `max_batches`
 //! batches exist at once (appenders wait for one to complete); at most `syncs_in_flight`
@@ -631,8 +631,10 @@ fn rounds<D: Dir>(
         plans.extend(jobs.drain(..).map(WriteJob::seal));
         let sync = plans.first().map_or(SyncKind::None, |p| p.sync());
         let written = writer.write_unsynced(&plans, sync);
-        if !plans.is_empty() {
-            sizes.record(plans.iter().map(WritePlan::len).sum());
+        if !plans.is_empty() && sizes.record(plans.iter().map(WritePlan::len).sum()) {
+            if let Some(b) = spares {
+                b.request();
+            }
         }
         st = sh.lock();
         match written {
@@ -652,11 +654,7 @@ fn rounds<D: Dir>(
                 let _g = sh.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
                 writer.create(&sh.dir, &plan)
             };
-            if let (Ok(()), Some(b)) = (&r, spares) {
-                if sizes.take_zero_fill_pays() {
-                    b.request();
-                }
-            }
+            sizes.new_segment();
             st = sh.lock();
             let p = st.core.complete_create(plan, r);
             sh.settle(&mut st, p);
