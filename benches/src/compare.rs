@@ -144,6 +144,16 @@ fn change(a: &Entry, b: &Entry, threshold: f64) -> Change {
     Change { ours, peers, flag }
 }
 
+/// `suite / case [metric]`.
+fn label(k: &Key) -> String {
+    format!("{} / {} [{}]", k.0, k.1, k.2)
+}
+
+/// A factor, as `1.25x`.
+fn ratio(x: f64) -> String {
+    format!("{x:.2}x")
+}
+
 /// Compares two result files; the table, or why the files cannot be compared.
 pub fn run(a: &Path, b: &Path, threshold_pct: f64) -> Result<String, String> {
     if !(0.0..100.0).contains(&threshold_pct) {
@@ -187,10 +197,10 @@ fn render(a: &Results, b: &Results, name_a: &str, name_b: &str, threshold: f64) 
             let ((va, unit), (vb, _)) = (&a.limits[k], &b.limits[k]);
             let _ = writeln!(
                 out,
-                "  {k}: {} -> {} {unit} ({}x)",
+                "  {k}: {} -> {} {unit} ({})",
                 num(*va),
                 num(*vb),
-                num(vb / va)
+                ratio(vb / va)
             );
         }
     }
@@ -198,7 +208,7 @@ fn render(a: &Results, b: &Results, name_a: &str, name_b: &str, threshold: f64) 
         .order
         .iter()
         .chain(&b.order)
-        .map(|k| k.0.len() + k.1.len() + 3)
+        .map(|k| label(k).len())
         .max()
         .unwrap_or(10);
     let _ = writeln!(out);
@@ -209,15 +219,14 @@ fn render(a: &Results, b: &Results, name_a: &str, name_b: &str, threshold: f64) 
     );
     let mut flagged = 0;
     for k in &a.order {
-        let label = format!("{} / {}", k.0, k.1);
+        let label = label(k);
         let ea = &a.rows[k];
         let Some(eb) = b.rows.get(k) else {
             let _ = writeln!(
                 out,
-                "{label:<width$}  {:>12}  {:>12}  only in A [{}]",
+                "{label:<width$}  {:>12}  {:>12}  only in A",
                 num(ea.ours),
-                "-",
-                k.2
+                "-"
             );
             continue;
         };
@@ -225,7 +234,7 @@ fn render(a: &Results, b: &Results, name_a: &str, name_b: &str, threshold: f64) 
         let peers = c
             .peers
             .iter()
-            .map(|(n, aa, ab, f)| format!("{n} {}x -> {}x ({}x)", num(*aa), num(*ab), num(*f)))
+            .map(|(n, aa, ab, f)| format!("{n} {} -> {} ({})", ratio(*aa), ratio(*ab), ratio(*f)))
             .collect::<Vec<_>>()
             .join("; ");
         if c.flag.starts_with("REGRESSION") {
@@ -233,28 +242,26 @@ fn render(a: &Results, b: &Results, name_a: &str, name_b: &str, threshold: f64) 
         }
         let _ = writeln!(
             out,
-            "{label:<width$}  {:>12}  {:>12}  {:>7}x  {}{}{} [{}]",
+            "{label:<width$}  {:>12}  {:>12}  {:>8}  {}{}{}",
             num(ea.ours),
             num(eb.ours),
-            num(c.ours),
+            ratio(c.ours),
             if peers.is_empty() {
                 "no common peer"
             } else {
                 &peers
             },
             if c.flag.is_empty() { "" } else { "  <- " },
-            c.flag,
-            k.2
+            c.flag
         );
     }
     for k in b.order.iter().filter(|k| !a.rows.contains_key(*k)) {
-        let label = format!("{} / {}", k.0, k.1);
         let _ = writeln!(
             out,
-            "{label:<width$}  {:>12}  {:>12}  only in B [{}]",
+            "{:<width$}  {:>12}  {:>12}  only in B",
+            label(k),
             "-",
-            num(b.rows[k].ours),
-            k.2
+            num(b.rows[k].ours)
         );
     }
     let _ = writeln!(out);
@@ -329,14 +336,15 @@ mod tests {
             0.1,
         );
         assert!(
-            t.contains("crc32fast (1 thread): 20.00 -> 10.00 GB/s (0.5000x)"),
+            t.contains("crc32fast (1 thread): 20.00 -> 10.00 GB/s (0.50x)"),
             "{t}"
         );
         assert!(
-            t.contains("okaywal 2.00x -> 1.50x (0.7500x)  <- REGRESSION"),
+            t.contains("okaywal 2.00x -> 1.50x (0.75x)  <- REGRESSION"),
             "{t}"
         );
         assert!(t.contains("only in A"), "{t}");
+        assert!(t.contains("pool / p [ns/pair]"), "{t}");
         assert!(t.contains("only in B"), "{t}");
         assert!(t.contains("1 row(s) flagged"), "{t}");
     }

@@ -46,8 +46,12 @@ struct SweepSpec {
     x_desc: &'static str,
     y_desc: &'static str,
     x_fmt: fn(f64) -> String,
+    /// The x axis's logarithm base: 2 puts its marks on powers of two (record sizes).
+    x_base: f64,
     /// A limit drawn as a dashed line: its name, and the factor into the plot's unit.
     reference: Option<(&'static str, f64)>,
+    /// Where the legend goes, away from the lines.
+    legend: SeriesLabelPosition,
 }
 
 const SWEEPS: [SweepSpec; 3] = [
@@ -57,7 +61,9 @@ const SWEEPS: [SweepSpec; 3] = [
         x_desc: "connections (log)",
         y_desc: "messages/s (log)",
         x_fmt: count,
+        x_base: 10.0,
         reference: None,
+        legend: SeriesLabelPosition::LowerRight,
     },
     SweepSpec {
         id: DURABLE_CLIENTS,
@@ -65,7 +71,9 @@ const SWEEPS: [SweepSpec; 3] = [
         x_desc: "redis-benchmark clients (log)",
         y_desc: "acknowledged SETs/s (log)",
         x_fmt: count,
+        x_base: 10.0,
         reference: Some((limits::FIO_SYNC, 1.0)),
+        legend: SeriesLabelPosition::LowerRight,
     },
     SweepSpec {
         id: WAL_SIZES,
@@ -73,7 +81,9 @@ const SWEEPS: [SweepSpec; 3] = [
         x_desc: "record size (log)",
         y_desc: "payload MB/s (log)",
         x_fmt: bytes,
+        x_base: 2.0,
         reference: Some((limits::FIO_DIRECT, 1.0)),
+        legend: SeriesLabelPosition::UpperLeft,
     },
 ];
 
@@ -219,6 +229,14 @@ fn log_range(lo: f64, hi: f64) -> std::ops::Range<f64> {
     (lo / 1.6)..(hi * 1.6)
 }
 
+/// A log axis range from the power of ten below `lo` to the one above `hi`, with some
+/// room, so that the axis always has labelled decades.
+fn decades(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let down = 10f64.powf((lo / 1.3).log10().floor());
+    let up = 10f64.powf((hi * 1.3).log10().ceil());
+    down..up
+}
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn sweep_plot(path: &Path, spec: &SweepSpec, rows: &[&Row], limits: &Limits) -> Result<(), String> {
@@ -261,7 +279,10 @@ fn draw_sweep(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d(log_range(x0, x1).log_scale(), log_range(y0, y1).log_scale())?;
+        .build_cartesian_2d(
+            log_range(x0, x1).log_scale().base(spec.x_base),
+            decades(y0, y1).log_scale(),
+        )?;
     let x_fmt = spec.x_fmt;
     chart
         .configure_mesh()
@@ -305,7 +326,7 @@ fn draw_sweep(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(spec.legend.clone())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
@@ -376,7 +397,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, (case, sides): &Panel) -> D
         .margin(10)
         .x_label_area_size(28)
         .y_label_area_size(56)
-        .build_cartesian_2d(-0.4f64..2.4f64, log_range(y0, y1).log_scale())?;
+        .build_cartesian_2d(-0.4f64..2.4f64, decades(y0, y1).log_scale())?;
     chart
         .configure_mesh()
         .x_labels(3)
@@ -521,6 +542,12 @@ mod tests {
             "a plot that cannot be drawn leaves no stale file"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn decades_hold_the_values() {
+        assert_eq!(decades(5_000.0, 60_000.0), 1_000.0..100_000.0);
+        assert_eq!(decades(1_000.0, 1_000.0), 100.0..10_000.0);
     }
 
     #[test]
