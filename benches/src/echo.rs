@@ -10,6 +10,9 @@
 //! - **tokio current-thread per core**: one current-thread runtime per server CPU, each on
 //!   a thread pinned to its CPU with its own `SO_REUSEPORT` listener, the same task.
 //!
+//! Cases: 100 B messages at 1, 10, 50, 200 and 1,000 connections (the sweep the report's
+//! throughput-against-connections plot draws), and 4 KiB messages at 50 and 1,000.
+//!
 //! Every server has `TCP_NODELAY` on its connections and a listen backlog of 4096. The
 //! CPUs are split once, the same way for every server: the load generator (a child
 //! process) gets the first half of the CPUs this process may use and the servers the
@@ -41,8 +44,9 @@ use ringfort::{ConnId, CoreMetrics, Ctx, Engine, EngineConfig, Handler};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::loadgen::{self, Hooks, Spec};
+use crate::plots;
 use crate::progress::{self, Progress};
-use crate::report::{Dropped, Row, SuiteReport};
+use crate::report::{Dropped, Row, SuiteReport, Sweep};
 use crate::stats::{latency_histogram, Latency, Trials};
 use crate::sys;
 use crate::{BoxError, RunOpts};
@@ -73,6 +77,11 @@ const QUIET_CHECK: Duration = Duration::from_millis(300);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Extra time the load generator gets (connecting, starting) before it is killed.
 const GRACE: Duration = Duration::from_secs(20);
+
+/// The message size of the connections sweep the echo plot draws, and its points (the
+/// issue's cases, 50 and 1,000 connections, among them).
+const SWEEP_SIZE: usize = 100;
+const SWEEP_CONNS: [usize; 5] = [1, 10, 50, 200, 1000];
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -112,7 +121,12 @@ impl Plan {
         let cases = [(100, "100 B"), (4 << 10, "4 KiB")]
             .iter()
             .flat_map(|&(size, size_name)| {
-                [50, 1000].into_iter().map(move |conns| Case {
+                let conns: &[usize] = if size == SWEEP_SIZE {
+                    &SWEEP_CONNS
+                } else {
+                    &[50, 1000]
+                };
+                conns.iter().map(move |&conns| Case {
                     size,
                     size_name,
                     conns,
@@ -220,6 +234,10 @@ enum Kind {
     TokioMt,
     TokioCt,
 }
+
+/// Every server under test, ours first; each case runs them all, interleaved, and each
+/// peer becomes one side of the row (a new peer is a new [`Kind`] listed here).
+const SERVERS: [Kind; 3] = [Kind::Ours, Kind::TokioMt, Kind::TokioCt];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -670,7 +688,7 @@ struct Side {
 
 fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
     let name = case.name();
-    let mut sides: Vec<Side> = [Kind::Ours, Kind::TokioMt, Kind::TokioCt]
+    let mut sides: Vec<Side> = SERVERS
         .into_iter()
         .map(|kind| Side {
             kind,
@@ -845,6 +863,11 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
         notes,
         latency,
         extra,
+        sweep: (case.size == SWEEP_SIZE).then_some(Sweep {
+            plot: plots::ECHO_CONNS,
+            x: case.conns as f64,
+            y_scale: 1.0,
+        }),
     })
 }
 
@@ -862,7 +885,7 @@ mod tests {
         assert_eq!(c.name(), "echo 100 B x1,000 conns");
         assert_eq!(thousands(50), "50");
         assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(Plan::new(true).cases.len(), 4);
+        assert_eq!(Plan::new(true).cases.len(), 7);
     }
 
     #[test]

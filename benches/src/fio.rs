@@ -1,13 +1,13 @@
 //! fio as a peer: the device's limits, measured by fio's io_uring engine on the same file
 //! system in the same run. The bench never installs fio; when it is missing, the peers
-//! that need it are left out with the reason `fio not installed: apt-get install fio`.
+//! that need it are left out with the reason `fio not installed: apt-get install -y fio`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 /// Why a fio peer is missing when fio is not on `PATH`.
-pub const NOT_INSTALLED: &str = "fio not installed: apt-get install fio";
+pub const NOT_INSTALLED: &str = "fio not installed: apt-get install -y fio";
 
 /// A usable fio binary.
 #[derive(Clone, Debug)]

@@ -182,6 +182,7 @@ fn alloc_free_cases(plan: &Plan, rows: &mut Vec<Row>) -> Result<(), BoxError> {
             ],
             latency: Vec::new(),
             extra: Vec::new(),
+            sweep: None,
         });
     }
     Ok(())
@@ -320,6 +321,7 @@ fn touch_case(plan: &Plan) -> Result<Result<Row, Dropped>, BoxError> {
                 notes,
                 latency: Vec::new(),
                 extra: Vec::new(),
+                sweep: None,
             }
         })
     })

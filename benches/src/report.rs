@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::limits::Limits;
 use crate::machine::Machine;
 use crate::stats::{Latency, Summary};
 
@@ -39,6 +40,20 @@ pub struct Row {
     /// Further figures of the case, each with its spread across trials, keyed by a name a
     /// reader understands (e.g. `ours io_uring_enter calls per 1,000 msgs`).
     pub extra: Vec<(String, Summary)>,
+    /// Where the row sits in a sweep a plot draws, when it does.
+    pub sweep: Option<Sweep>,
+}
+
+/// A row's place in a sweep: one point per side (ours and each peer) of one plot.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Sweep {
+    /// The plot, named by its file stem (see [`crate::plots`]).
+    pub plot: &'static str,
+    /// The swept parameter's value: connections, clients, record bytes.
+    pub x: f64,
+    /// Turns the row's figures into the plot's unit (record bytes / 1e6 turns records/s
+    /// into MB/s; 1.0 keeps them).
+    pub y_scale: f64,
 }
 
 impl Row {
@@ -74,7 +89,7 @@ pub struct SuiteReport {
 }
 
 /// Formats a figure with about four significant digits.
-fn num(x: f64) -> String {
+pub fn num(x: f64) -> String {
     let a = x.abs();
     if a >= 10_000.0 {
         format!("{x:.0}")
@@ -87,7 +102,8 @@ fn num(x: f64) -> String {
     }
 }
 
-fn spread(s: &Summary) -> String {
+/// The spread of a summary, in parentheses.
+pub fn spread(s: &Summary) -> String {
     if s.trials == 1 {
         "(1 trial)".to_string()
     } else {
@@ -102,13 +118,37 @@ fn spread(s: &Summary) -> String {
     }
 }
 
-/// The human table for `reports`, with the machine on top.
-pub fn table(machine: &Machine, reports: &[SuiteReport]) -> String {
+/// One limit as `name: median unit (spread)` or `name: not measured: why`.
+pub fn limit_line(l: &crate::limits::Limit) -> String {
+    match &l.outcome {
+        Ok(s) => format!("{}: {} {} {}", l.name, num(s.median), l.unit, spread(s)),
+        Err(why) => format!("{}: NOT MEASURED: {why}", l.name),
+    }
+}
+
+/// The human table for `reports`, with the machine and the physical limits on top.
+pub fn table(machine: &Machine, limits: &Limits, reports: &[SuiteReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{machine}");
+    if !limits.0.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "== physical limits, measured in this run ==");
+        for l in &limits.0 {
+            let _ = writeln!(out, "  {}", limit_line(l));
+            let _ = writeln!(out, "    how: {}", l.how);
+        }
+    }
     for rep in reports {
         let _ = writeln!(out);
         let _ = writeln!(out, "== suite {} ==", rep.suite);
+        let beside: Vec<String> = crate::limits::for_suite(rep.suite)
+            .iter()
+            .filter_map(|n| limits.0.iter().find(|l| l.name == *n))
+            .map(limit_line)
+            .collect();
+        if !beside.is_empty() {
+            let _ = writeln!(out, "limits beside this suite: {}", beside.join("; "));
+        }
         let width = rep
             .rows
             .iter()
@@ -218,8 +258,23 @@ struct JsonRow<'a> {
     /// Further figures of the case (median and spread), absent when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     extra: BTreeMap<&'a str, Summary>,
+    /// The row's place in a plotted sweep, absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<Sweep>,
     notes: &'a [String],
     machine: &'a Machine,
+    /// The physical limits measured in the same run (every row carries all of them, like
+    /// the machine), absent when none was measured.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    limits: BTreeMap<&'a str, JsonLimit<'a>>,
+}
+
+#[derive(Clone, Copy, Serialize)]
+struct JsonLimit<'a> {
+    unit: &'a str,
+    median: f64,
+    spread: Summary,
+    how: &'a str,
 }
 
 #[derive(Serialize)]
@@ -229,7 +284,27 @@ struct JsonSpread<'a> {
 }
 
 /// The JSON rows for `reports`, keys in the contract's order.
-fn json_rows<'a>(machine: &'a Machine, reports: &'a [SuiteReport]) -> Vec<JsonRow<'a>> {
+fn json_rows<'a>(
+    machine: &'a Machine,
+    limits: &'a Limits,
+    reports: &'a [SuiteReport],
+) -> Vec<JsonRow<'a>> {
+    let limits: BTreeMap<&str, JsonLimit> = limits
+        .0
+        .iter()
+        .filter_map(|l| {
+            let s = l.outcome.as_ref().ok()?;
+            Some((
+                l.name,
+                JsonLimit {
+                    unit: l.unit,
+                    median: s.median,
+                    spread: *s,
+                    how: &l.how,
+                },
+            ))
+        })
+        .collect();
     reports
         .iter()
         .flat_map(|rep| rep.rows.iter())
@@ -261,37 +336,62 @@ fn json_rows<'a>(machine: &'a Machine, reports: &'a [SuiteReport]) -> Vec<JsonRo
                 .collect(),
             latency: r.latency.iter().map(|(n, l)| (n.as_str(), *l)).collect(),
             extra: r.extra.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
+            sweep: r.sweep,
             notes: &r.notes,
             machine,
+            limits: limits.clone(),
         })
         .collect()
 }
 
 /// The JSON array for `reports`, pretty-printed, one object per measured case.
-pub fn json_text(machine: &Machine, reports: &[SuiteReport]) -> String {
-    let mut text = serde_json::to_string_pretty(&json_rows(machine, reports))
+pub fn json_text(machine: &Machine, limits: &Limits, reports: &[SuiteReport]) -> String {
+    let mut text = serde_json::to_string_pretty(&json_rows(machine, limits, reports))
         .expect("rows are plain data and always serialize");
     text.push('\n');
     text
 }
 
 /// Writes the JSON array for `reports` to `path`.
-pub fn write_json(path: &Path, machine: &Machine, reports: &[SuiteReport]) -> std::io::Result<()> {
-    std::fs::write(path, json_text(machine, reports))
+pub fn write_json(
+    path: &Path,
+    machine: &Machine,
+    limits: &Limits,
+    reports: &[SuiteReport],
+) -> std::io::Result<()> {
+    std::fs::write(path, json_text(machine, limits, reports))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::limits::Limit;
     use crate::stats::Trials;
 
-    fn summary(xs: &[f64]) -> Summary {
+    pub(crate) fn summary(xs: &[f64]) -> Summary {
         let mut t = Trials::new();
         xs.iter().for_each(|&x| t.push(x));
         t.summary().unwrap()
     }
 
-    fn report() -> SuiteReport {
+    pub(crate) fn limits() -> Limits {
+        Limits(vec![
+            Limit {
+                name: crate::limits::MEMCPY,
+                unit: "GB/s",
+                outcome: Ok(summary(&[10.0, 11.0, 12.0])),
+                how: "copy".into(),
+            },
+            Limit {
+                name: crate::limits::FIO_SYNC,
+                unit: "syncs/s",
+                outcome: Err("fio not installed: apt-get install fio".into()),
+                how: "fio".into(),
+            },
+        ])
+    }
+
+    pub(crate) fn report() -> SuiteReport {
         SuiteReport {
             suite: "pool",
             rows: vec![Row {
@@ -314,6 +414,7 @@ mod tests {
                     },
                 )],
                 extra: vec![("enters per 1,000 msgs".into(), summary(&[7.0]))],
+                sweep: None,
             }],
             dropped: vec![Dropped {
                 case: "gone".into(),
@@ -325,7 +426,7 @@ mod tests {
     #[test]
     fn json_has_the_contract_keys() {
         let m = Machine::read();
-        let text = json_text(&m, &[report()]);
+        let text = json_text(&m, &limits(), &[report()]);
         assert!(
             text.trim_start().starts_with("[\n  {\n    \"suite\""),
             "{text}"
@@ -349,6 +450,12 @@ mod tests {
         assert_eq!(o["latency"]["ours"]["p99_us"], 2.0);
         assert_eq!(o["extra"]["enters per 1,000 msgs"]["median"], 7.0);
         assert!(o["peers"].get("other").is_none());
+        assert_eq!(o["limits"][crate::limits::MEMCPY]["median"], 11.0);
+        assert!(
+            o["limits"].get(crate::limits::FIO_SYNC).is_none(),
+            "an unmeasured limit gets no number"
+        );
+        assert!(o.get("sweep").is_none());
         assert_eq!(
             v.as_array().unwrap().len(),
             1,
@@ -358,7 +465,11 @@ mod tests {
 
     #[test]
     fn table_names_reasons_and_ratios() {
-        let t = table(&Machine::read(), &[report()]);
+        let t = table(&Machine::read(), &limits(), &[report()]);
+        assert!(
+            t.contains("limits beside this suite: memory copy bandwidth (1 thread): 11.00 GB/s")
+        );
+        assert!(t.contains("NOT MEASURED: fio not installed"));
         assert!(t.contains("ours is 4.00x better"));
         assert!(t.contains("not run: not installed"));
         assert!(t.contains("NOT MEASURED: no pages"));

@@ -18,6 +18,10 @@
 //!   1 MiB blocks at queue depth 16 (and, in the full run, 1), as 1 MiB records/s and as
 //!   MB/s in a separate `(bandwidth)` row: the device's sequential write bandwidth.
 //!
+//! Cases: 128 B, 256 B, 4 KiB and 1 MiB records at 1, 16 and 256 writers, plus 64 KiB at 16
+//! writers; the x16 rows are the sweep the report's throughput-against-record-size plot
+//! draws (in MB/s). `--quick` runs the x16 sweep and 1 MiB x1.
+//!
 //! Trials interleave the sides (rotating which goes first), and each side's median and
 //! spread are reported. A side that fails is left out with the reason; ours failing drops
 //! the case.
@@ -30,8 +34,9 @@ use hdrhistogram::Histogram;
 use ringfort_wal::{Wal, WalConfig};
 
 use crate::fio::{self, Fio};
+use crate::plots;
 use crate::progress::{self, Progress};
-use crate::report::{Dropped, Row, SuiteReport};
+use crate::report::{Dropped, Row, SuiteReport, Sweep};
 use crate::stats::{latency_histogram, Latency, Trials};
 use crate::sys::DataDir;
 use crate::{BoxError, RunOpts};
@@ -78,6 +83,10 @@ const SIZES: [(usize, &str); 4] = [
     (MIB, "1 MiB"),
 ];
 const WRITERS: [usize; 3] = [1, 16, 256];
+/// The writer count of the record-size sweep the WAL plot draws; 64 KiB fills the gap
+/// between 4 KiB and 1 MiB there.
+const SWEEP_WRITERS: usize = 16;
+const SWEEP_EXTRA: (usize, &str) = (64 << 10, "64 KiB");
 
 /// How long and how often to measure.
 struct Plan {
@@ -91,7 +100,7 @@ struct Plan {
 
 impl Plan {
     fn new(quick: bool) -> Plan {
-        let all = SIZES
+        let mut all = SIZES
             .iter()
             .flat_map(|&(size, size_name)| {
                 WRITERS.iter().map(move |&writers| Case {
@@ -101,17 +110,21 @@ impl Plan {
                 })
             })
             .collect::<Vec<_>>();
+        all.push(Case {
+            size: SWEEP_EXTRA.0,
+            size_name: SWEEP_EXTRA.1,
+            writers: SWEEP_WRITERS,
+        });
+        all.sort_by_key(|c| (c.size, c.writers));
         if quick {
-            let keep = [(256, 16), (MIB, 1), (MIB, 16)];
+            // The acceptance cases and the record-size sweep.
+            let keep = |c: &Case| c.writers == SWEEP_WRITERS || (c.size, c.writers) == (MIB, 1);
             Plan {
                 quick,
                 trials: 3,
                 warmup: Duration::from_millis(200),
                 measure: Duration::from_millis(800),
-                cases: all
-                    .into_iter()
-                    .filter(|c| keep.contains(&(c.size, c.writers)))
-                    .collect(),
+                cases: all.into_iter().filter(keep).collect(),
             }
         } else {
             Plan {
@@ -609,6 +622,11 @@ fn run_case(
         notes,
         latency,
         extra: Vec::new(),
+        sweep: (case.writers == SWEEP_WRITERS).then_some(Sweep {
+            plot: plots::WAL_SIZES,
+            x: case.size as f64,
+            y_scale: case.size as f64 / 1e6,
+        }),
     }];
     if big {
         // The same trials in MB/s (1 MiB = 1.048576 MB per record).
@@ -635,6 +653,7 @@ fn run_case(
             )],
             latency: Vec::new(),
             extra: Vec::new(),
+            sweep: None,
         });
     }
     Ok(rows)
@@ -672,7 +691,13 @@ mod tests {
         let names: Vec<String> = Plan::new(true).cases.iter().map(Case::name).collect();
         assert!(names.contains(&"durable-append 256 B x16".to_string()));
         assert!(names.contains(&"durable-append 1 MiB x1".to_string()));
-        assert_eq!(Plan::new(false).cases.len(), 12);
+        for size in ["128 B", "256 B", "4 KiB", "64 KiB", "1 MiB"] {
+            assert!(
+                names.contains(&format!("durable-append {size} x16")),
+                "{size}"
+            );
+        }
+        assert_eq!(Plan::new(false).cases.len(), 13);
     }
 
     #[test]
