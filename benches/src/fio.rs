@@ -45,9 +45,12 @@ pub struct Job {
     pub fdatasync: bool,
     /// Writes in flight (`--iodepth`).
     pub iodepth: u32,
-    /// File size; the file is fallocated (fio's default) like the WAL's segments, and
-    /// removed after the run.
+    /// File size; the file is removed after the run.
     pub size: u64,
+    /// `--overwrite=1`: fio writes the whole file before the run, so the measured writes
+    /// overwrite written blocks (as the WAL's zero-filled segments do); otherwise the file
+    /// is fallocated (unwritten extents, converted as they are written).
+    pub overwrite: bool,
     /// Not measured, before the run (`--ramp_time`).
     pub ramp: Duration,
     /// Measured (`--runtime`, time based).
@@ -66,6 +69,9 @@ impl Job {
         }
         if self.fdatasync {
             s.push_str(" --fdatasync=1");
+        }
+        if self.overwrite {
+            s.push_str(" --overwrite=1");
         }
         s.push_str(&format!(
             " --ramp_time={}ms --runtime={}ms --time_based",
@@ -98,6 +104,7 @@ pub fn run(_fio: &Fio, dir: &Path, job: &Job) -> Result<Outcome, String> {
         .arg(format!("--size={}", job.size))
         .arg(format!("--direct={}", u8::from(job.direct)))
         .arg(format!("--fdatasync={}", u8::from(job.fdatasync)))
+        .arg(format!("--overwrite={}", u8::from(job.overwrite)))
         .arg(format!("--ramp_time={}ms", job.ramp.as_millis()))
         .arg(format!("--runtime={}ms", job.runtime.as_millis()))
         .arg("--time_based")

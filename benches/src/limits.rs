@@ -5,7 +5,8 @@
 //!   buffers pinned to the load generator's CPUs and a thread reading pinned to the
 //!   server's (the echo suite's split), bytes read per second in a window after a warm-up.
 //! - **fio fdatasync rate**: fio's io_uring sequential 4 KiB buffered writes, each followed
-//!   by an fdatasync, on the suites' data file system ([`crate::fio`]): syncs per second.
+//!   by an fdatasync, on the suites' data file system ([`crate::fio`]), over a 64 MiB file
+//!   written first (`--overwrite=1`, as the WAL's zero-filled segments are): syncs per second.
 //! - **fio O_DIRECT sequential bandwidth**: fio's io_uring sequential 1 MiB `--direct=1`
 //!   writes at queue depth 16: MB/s.
 //! - **memory copy bandwidth**: `copy_from_slice` between two 64 MiB buffers (far larger
@@ -315,7 +316,8 @@ fn fio_limits(plan: &Plan, sync: bool, direct: bool) -> Vec<Limit> {
                 direct: false,
                 fdatasync: true,
                 iodepth: 1,
-                size: 1 << 30,
+                size: 64 << 20,
+                overwrite: true,
                 ramp: plan.warmup,
                 runtime: plan.fio_runtime,
             },
@@ -330,6 +332,7 @@ fn fio_limits(plan: &Plan, sync: bool, direct: bool) -> Vec<Limit> {
                 fdatasync: false,
                 iodepth: 16,
                 size: 4 << 30,
+                overwrite: false,
                 ramp: plan.warmup,
                 runtime: plan.fio_runtime,
             },

@@ -477,9 +477,11 @@ fn run_case(
             direct,
             fdatasync,
             iodepth,
-            // Large enough that the measured run rarely wraps around; fallocated, so it
-            // costs no writes up front.
-            size: if direct { 4 << 30 } else { 1 << 30 },
+            // O_DIRECT: large enough that the run rarely wraps around, fallocated so it
+            // costs no writes up front. fdatasync: one WAL segment, written before the
+            // run, as the WAL's zero-filled segments are.
+            size: if direct { 4 << 30 } else { 64 << 20 },
+            overwrite: !direct,
             ramp: plan.warmup,
             runtime: plan.measure,
         }
@@ -562,13 +564,16 @@ fn run_case(
             format!(
                 "ours: ringfort-wal Wal (std driver, group commit), WalConfig::default(): \
                  durability {:?}, sync {:?}, direct_io {}, batch_bytes {} KiB, max_batches {}, \
-                 segment_size {} MiB",
+                 segment_size {} MiB, syncs_in_flight {}, zeroed_spares {} (the first built \
+                 while opening, untimed, as okaywal zero-fills at open)",
                 c.durability,
                 c.sync_method,
                 c.direct_io,
                 c.batch_bytes >> 10,
                 c.max_batches,
-                c.segment_size >> 20
+                c.segment_size >> 20,
+                c.syncs_in_flight,
+                c.zeroed_spares
             )
         },
         format!(
@@ -582,10 +587,9 @@ fn run_case(
             "{FIO_SYNC}: fio writes {fio_bs} B then fdatasyncs, one write at a time \
              ({}); with {} writer(s) each holding one record in flight a group commit covers \
              at most {k} record(s), so the row is fio's syncs/s x {k}, the most records/s a \
-             log doing one sync per group can reach here; fio's file is fallocated (unwritten \
-             extents, like ringfort-wal's preallocated segments), so each fdatasync also \
-             commits extent conversions, while okaywal preallocates by writing zeros, so its \
-             syncs overwrite written blocks and can beat this limit",
+             log doing one sync per group can reach here; fio's 64 MiB file is written before \
+             the run (--overwrite=1), so its writes overwrite written blocks, as in \
+             ringfort-wal's zero-filled segments and okaywal's zero-written preallocation",
             fio_job(Kind::FioSync).describe(),
             case.writers,
         ),
