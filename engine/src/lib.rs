@@ -41,6 +41,8 @@ mod core;
 mod ctx;
 mod engine;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod handler;
 mod metrics;
 mod net;

@@ -83,6 +83,10 @@ pub struct Args {
     /// And at least this often, in seconds, when anything changed.
     #[arg(long, default_value_t = 300)]
     pub checkpoint_secs: u64,
+    /// Bytes per write-ahead-log segment, preallocated when the segment is created. A
+    /// segment must hold the largest batch, so the least accepted is about 70 MiB.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub wal_segment_size: u64,
 }
 
 fn main() {
