@@ -805,8 +805,11 @@ mod tests {
         c
     }
 
-    /// Every key, value and expiry, sorted, plus the memory estimate.
-    fn contents(db: &Db) -> (Vec<(Vec<u8>, Vec<u8>, Option<u64>)>, usize, usize) {
+    /// Every key, value and expiry, sorted, the expiry index size and the memory estimate.
+    type Contents = (Vec<(Vec<u8>, Vec<u8>, Option<u64>)>, usize, usize);
+    type Step<'a> = Box<dyn Fn(&mut Db) + 'a>;
+
+    fn contents(db: &Db) -> Contents {
         let mut v: Vec<_> = db
             .map
             .iter()
@@ -825,7 +828,7 @@ mod tests {
         db.set(b"gone", chain(&arena, b"x"), Some(5));
         let before = contents(&db);
         let mut undo = Vec::new();
-        let steps: Vec<Box<dyn Fn(&mut Db)>> = vec![
+        let steps: Vec<Step> = vec![
             Box::new(|db| db.set(b"a", chain(&arena, b"one"), Some(7_000))),
             Box::new(|db| {
                 db.append(b"a", &chain(&arena, b"+more"), &arena, 0)
