@@ -96,7 +96,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
     let mut config = EngineConfig::default();
     // Small classes so small values are stored compactly (see `server::compact`), and a
     // larger growth cap: the keyspace lives in the arena. Registration falls back (and
@@ -124,6 +124,7 @@ fn main() {
     } else {
         config.cpus.len()
     };
+    cap_maxclients(&mut args, cores);
     if let Err(e) = server::prepare_dir(&args.dir, cores) {
         eprintln!("ringfort resp-server: {e}");
         std::process::exit(1);
@@ -159,5 +160,38 @@ fn main() {
             eprintln!("ringfort resp-server: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// Descriptors kept back from clients: the engine's rings and eventfds, each shard's log
+/// segments, directory and checkpoint files, and slack for connections being refused.
+fn reserved_fds(cores: usize) -> usize {
+    32 + 16 * cores
+}
+
+/// Lowers `--maxclients` (as Redis does) when RLIMIT_NOFILE, which the engine raises to
+/// its hard limit, cannot hold that many clients besides the reserved descriptors: a
+/// client flood is then refused with "max number of clients reached" instead of using up
+/// the descriptors the write-ahead log needs to create its next segment.
+fn cap_maxclients(args: &mut Args, cores: usize) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    let fds = usize::try_from(r.rlim_max).unwrap_or(usize::MAX);
+    let room = fds.saturating_sub(reserved_fds(cores)).max(1);
+    if args.maxclients > room {
+        eprintln!(
+            "ringfort resp-server: RLIMIT_NOFILE is {fds}: lowering maxclients from {} to {room} \
+             ({} descriptors are kept for the logs and the engine; raise the limit with \
+             `ulimit -n` or LimitNOFILE=)",
+            args.maxclients,
+            reserved_fds(cores)
+        );
+        args.maxclients = room;
     }
 }

@@ -1525,6 +1525,9 @@ impl Handler for Server {
                 quitting: false,
             },
         );
+        self.stats()
+            .clients
+            .store(self.clients.len() as u64, Ordering::Relaxed);
         if now > self.shared.args.maxclients {
             self.stats().rejected.fetch_add(1, Ordering::Relaxed);
             let _ = cx.send_bytes(conn, b"-ERR max number of clients reached\r\n");
@@ -1573,6 +1576,10 @@ impl Handler for Server {
     fn on_close(&mut self, _cx: &mut Ctx<'_, Msg>, conn: ConnId, reason: CloseReason) {
         if let Some(client) = self.clients.remove(&conn) {
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            // At once, not at the next tick: a core may sleep long after its last close.
+            self.stats()
+                .clients
+                .store(self.clients.len() as u64, Ordering::Relaxed);
             for ch in &client.channels {
                 if let Some(subs) = self.channels.get_mut(ch) {
                     subs.retain(|&c| c != conn);
