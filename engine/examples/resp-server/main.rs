@@ -71,7 +71,8 @@ pub struct Args {
     /// Require AUTH with this password.
     #[arg(long)]
     pub requirepass: Option<String>,
-    /// Most clients connected at once (over all cores).
+    /// Most clients connected at once (over all cores). Lowered at start, with a
+    /// warning, when RLIMIT_NOFILE cannot hold that many besides the log's descriptors.
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
     /// Largest bulk argument (Redis's proto-max-bulk-len).
