@@ -218,6 +218,12 @@ pub(crate) fn arm_from_env() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether any fault, tracking or crash is in force (hooks that must build arguments,
+/// such as a path, check this first).
+pub(crate) fn armed() -> bool {
+    ARMED.load(Ordering::Relaxed)
+}
+
 /// Counts one operation at `point`; the fault to inject into it, if one is due.
 pub(crate) fn hit(point: Point) -> Option<Fault> {
     if !ARMED.load(Ordering::Relaxed) {

@@ -431,11 +431,13 @@ impl WalDriver {
         push: &mut dyn FnMut(squeue::Entry, WalTag),
     ) -> usize {
         #[cfg(feature = "fault-injection")]
-        crate::fault::note_write(
-            &self.dir.path().join(segment_file_name(plan.segment())),
-            plan.offset(),
-            plan.blocks().map(|(_, len)| len as u64).sum(),
-        );
+        if crate::fault::armed() {
+            crate::fault::note_write(
+                &self.dir.path().join(segment_file_name(plan.segment())),
+                plan.offset(),
+                plan.blocks().map(|(_, len)| len as u64).sum(),
+            );
+        }
         let g = &mut self.groups[slot];
         let fd = g.file.as_ref().expect("open group").as_raw_fd();
         let (flags, rw_flags) = match plan.sync() {
@@ -514,7 +516,7 @@ impl WalDriver {
             }
         };
         #[cfg(feature = "fault-injection")]
-        {
+        if crate::fault::armed() {
             let path = self.dir.path().join(segment_file_name(plan.segment));
             crate::fault::note_created(&path);
             // As a real `fallocate` fails: after the file exists, before anything is
@@ -619,9 +621,11 @@ impl WalDriver {
             self.header = Some(header);
             if result.is_ok() {
                 #[cfg(feature = "fault-injection")]
-                crate::fault::note_creation_durable(
-                    &self.dir.path().join(segment_file_name(plan.segment)),
-                );
+                if crate::fault::armed() {
+                    crate::fault::note_creation_durable(
+                        &self.dir.path().join(segment_file_name(plan.segment)),
+                    );
+                }
                 self.current = Some((plan.segment, file));
             }
             let p = self.core.complete_create(plan, result);
@@ -630,7 +634,7 @@ impl WalDriver {
         }
         let mut failed = None;
         #[cfg(feature = "fault-injection")]
-        if durable_writes {
+        if durable_writes && crate::fault::armed() {
             for plan in &g.plans {
                 let path = self.dir.path().join(segment_file_name(plan.segment()));
                 crate::fault::note_synced(&path, plan.offset());
