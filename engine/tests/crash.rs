@@ -36,7 +36,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::resp::*;
 use ringfort::wal::{LogReader, MemSegments, ReadOptions};
@@ -317,13 +317,21 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
         verify_sets(&srv, &sample, &what);
         verify_and_rebase(&srv, &mut oracle, &what);
         first_of_cycle = oracle.sets.len();
-        // Write, pipelined, until killed.
+        // Write, pipelined, until killed: the kill comes from another thread, so it
+        // lands at any point of a batch (requests in flight, records being written or
+        // synced, replies on their way).
         let kill_after = Duration::from_millis(50 + rng.next() % 400);
+        let pid = srv.child.id() as libc::pid_t;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(kill_after);
+            // SAFETY: sends SIGKILL to our own child, which has not been reaped yet (the
+            // test waits for it only after joining this thread), so the pid is still its.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        });
         let mut s = srv.conn();
         let mut r = BufReader::new(s.try_clone().unwrap());
-        let started = Instant::now();
         let mut n = 0usize;
-        'write: while started.elapsed() < kill_after {
+        'write: loop {
             enum Op {
                 Set(String, String),
                 Append(usize, String),
@@ -362,7 +370,10 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
             }
             for op in batch {
                 let mut line = Vec::new();
-                if !matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                // The kill may cut a reply short: only a whole one acknowledges.
+                let whole = matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0)
+                    && line.ends_with(b"\r\n");
+                if !whole {
                     break 'write;
                 }
                 match op {
@@ -400,6 +411,7 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
             }
             n += 1;
         }
+        killer.join().unwrap();
         srv.kill();
         for shard in 0..2 {
             let wal = dir.join(format!("shard-{shard}")).join("wal");
@@ -426,6 +438,10 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
     assert!(
         tears.truncated + tears.garbled > 0,
         "no tail was ever torn: {tears:?}"
+    );
+    assert!(
+        tears.records_cut > 0 || cycles < 10,
+        "no kill ever left an unacknowledged record in the log to tear: {tears:?}"
     );
     srv.stop();
     let _ = std::fs::remove_dir_all(dir);
