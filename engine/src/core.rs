@@ -160,6 +160,9 @@ pub(crate) struct Conn {
     flush_on_close: bool,
     /// Ticks of `IDLE_UNIT` since the core started, at the last receive.
     last_active: u32,
+    /// When the peer shut down its sending side (ticks of `IDLE_UNIT`): reading has
+    /// stopped, and the connection closes once the requests it sent are answered.
+    eof_at: Option<u32>,
 }
 
 const IDLE_UNIT: Duration = Duration::from_millis(100);
@@ -180,6 +183,8 @@ pub(crate) struct Io<M> {
     dirty: Vec<u32>,
     redeliver: Vec<u32>,
     starved: Vec<u32>,
+    /// Connections whose peer shut down its sending side and that still owe replies.
+    half_closed: Vec<u32>,
     pub closed: Vec<(ConnId, CloseReason)>,
     pub connect_failed: Vec<(u64, std::io::Error)>,
     pub opened: Vec<(ConnId, Option<ListenerId>)>,
@@ -261,6 +266,7 @@ impl<M: Send + 'static> Io<M> {
             dirty: Vec::with_capacity(l.max_conns),
             redeliver: Vec::with_capacity(l.max_conns),
             starved: Vec::with_capacity(l.max_conns),
+            half_closed: Vec::with_capacity(l.max_conns),
             closed: Vec::with_capacity(1024),
             connect_failed: Vec::new(),
             opened: Vec::with_capacity(1024),
@@ -475,6 +481,7 @@ impl<M: Send + 'static> Io<M> {
             closing: None,
             flush_on_close: false,
             last_active,
+            eof_at: None,
         }) as u32;
         self.metrics.conns = self.conns.len() as u64;
         Some(key)
@@ -486,7 +493,7 @@ impl<M: Send + 'static> Io<M> {
 
     fn arm_recv(&mut self, key: u32) {
         let c = &self.conns[key as usize];
-        if c.recv_op.is_some() || c.closing.is_some() || c.paused != 0 {
+        if c.recv_op.is_some() || c.closing.is_some() || c.paused != 0 || c.eof_at.is_some() {
             return;
         }
         let (fd, gen, large) = (c.fd, c.gen, c.large);
@@ -612,6 +619,48 @@ impl<M: Send + 'static> Io<M> {
         self.metrics.closes += 1;
         self.metrics.conns = self.conns.len() as u64;
         self.closed.push((self.conn_id(key, c.gen), reason));
+    }
+
+    /// Closes a half-closed connection once it owes nothing: no request in flight, no
+    /// input waiting to be handled (the rest of its input is an unfinished request that
+    /// can never complete). Its queued replies are flushed first. After `CLOSE_LINGER` it
+    /// closes anyway. Returns whether it is closing (or gone).
+    fn finish_half_closed(&mut self, key: u32) -> bool {
+        let now_ticks = self.idle_ticks();
+        let Some(c) = self.conns.get(key as usize) else {
+            return true;
+        };
+        let Some(eof_at) = c.eof_at else {
+            return true;
+        };
+        if c.closing.is_some() {
+            return true;
+        }
+        let owed = c.window.as_ref().is_some_and(|w| w.in_flight() > 0);
+        let lingered = now_ticks.saturating_sub(eof_at)
+            >= (CLOSE_LINGER.as_millis() / IDLE_UNIT.as_millis()) as u32;
+        if lingered {
+            self.close(key, CloseReason::PeerClosed, false);
+        } else if !owed && c.paused == 0 && !c.redeliver {
+            let unsent = c.outbox.as_ref().is_some_and(|o| !o.is_empty()) || c.send_in_flight;
+            self.close(key, CloseReason::PeerClosed, unsent);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Once per tick: closes the half-closed connections that owe nothing any more.
+    pub fn sweep_half_closed(&mut self) {
+        let mut i = 0;
+        while i < self.half_closed.len() {
+            let key = self.half_closed[i];
+            if self.finish_half_closed(key) {
+                self.half_closed.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn mark_dirty(&mut self, key: u32) {
@@ -950,6 +999,7 @@ impl<H: Handler> Core<H> {
             self.drain_inbound();
             self.fire_timers();
             self.redeliver();
+            self.io.sweep_half_closed();
             {
                 let (h, mut cx) = self.ctx();
                 h.on_tick(&mut cx);
@@ -1109,6 +1159,18 @@ impl<H: Handler> Core<H> {
         let io = &mut self.io;
         let live = io.conns.get(key as usize).is_some_and(|c| c.gen == gen);
         let bid = cqueue::buffer_select(flags);
+        #[cfg(feature = "fault-injection")]
+        let (res, bid) = match crate::fault::hit_errno(crate::fault::Point::Recv) {
+            Some(errno) if res > 0 && live => {
+                // The bytes never arrived: their buffer goes straight back.
+                if let Some(bid) = bid {
+                    let ring = if large { &mut io.large } else { &mut io.small };
+                    ring.with_recycled(bid, 0, |_| ());
+                }
+                (-errno, None)
+            }
+            _ => (res, bid),
+        };
         if !live {
             if let Some(bid) = bid {
                 let ring = if large { &mut io.large } else { &mut io.small };
@@ -1174,7 +1236,14 @@ impl<H: Handler> Core<H> {
             }
             self.deliver_data(key);
         } else if res == 0 {
-            io.close(key, CloseReason::PeerClosed, false);
+            // A half close: the requests already received are still answered.
+            let now_ticks = io.idle_ticks();
+            let c = &mut io.conns[key as usize];
+            if c.eof_at.is_none() {
+                c.eof_at = Some(now_ticks);
+                io.half_closed.push(key);
+            }
+            io.finish_half_closed(key);
         } else if res == -libc::ENOBUFS {
             io.metrics.recv_enobufs += 1;
             if !more && io.conns[key as usize].closing.is_none() {
@@ -1296,6 +1365,15 @@ impl<H: Handler> Core<H> {
 
     fn on_accept(&mut self, listener: u32, res: i32, more: bool) {
         let io = &mut self.io;
+        #[cfg(feature = "fault-injection")]
+        let res = match crate::fault::hit_errno(crate::fault::Point::Accept) {
+            Some(errno) if res >= 0 => {
+                // SAFETY: freshly accepted fd that nothing else owns.
+                unsafe { libc::close(res) };
+                -errno
+            }
+            _ => res,
+        };
         if !more {
             if let Some(l) = io.listeners.get_mut(listener as usize) {
                 l.op = None;

@@ -120,6 +120,8 @@ impl<M: Send + 'static> Engine<M> {
             config.cpus = allowed_cpus()?;
         }
         config.validate()?;
+        #[cfg(feature = "fault-injection")]
+        crate::fault::arm_from_env().map_err(EngineError::Config)?;
         let features = probe::probe()?;
         tracing::info!("{features}");
         for why in &features.degraded {

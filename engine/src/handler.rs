@@ -79,7 +79,10 @@ pub struct WalId(pub(crate) u32);
 /// Why a connection closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The peer closed its side (receive returned 0).
+    /// The peer closed its side (receive returned 0). A peer may only have shut down
+    /// its sending side, so the connection stays open until every request it sent
+    /// (begun with [`crate::Ctx::begin_request`]) is answered and the replies are sent,
+    /// for at most a few seconds; then it closes with this reason.
     PeerClosed,
     /// The handler called [`Ctx::close`].
     Local,

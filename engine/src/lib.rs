@@ -33,6 +33,10 @@
 //!    cancels what is left, and waits for the kernel to return every buffer.
 //!
 //! Every queue is bounded; [`Limits`] says what happens at each bound.
+//!
+//! Tests can make the engine's own I/O fail (WAL writes, fsyncs and preallocations,
+//! accepts, receives) and simulate a crash that loses unsynced pages with the test-only
+//! `fault-injection` feature: see `fault` (built only with that feature).
 
 mod bufring;
 pub mod channel;
@@ -41,6 +45,8 @@ mod core;
 mod ctx;
 mod engine;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod handler;
 mod metrics;
 mod net;

@@ -122,6 +122,8 @@ use std::sync::{Arc, Mutex};
 use io_uring::{opcode, squeue, types};
 use ringfort_pool::{Arena, BufChain, PoolBuf};
 use ringfort_wal::file::StdDir;
+#[cfg(feature = "fault-injection")]
+use ringfort_wal::format::segment_file_name;
 use ringfort_wal::format::{PAGE, SEGMENT_HEADER_LEN};
 use ringfort_wal::segment::{
     make_zeroed_spares, prepare_segment, recover, truncate_prefix, GroupSizes, SpareBuilder,
@@ -471,6 +473,14 @@ impl WalDriver {
         fixed: bool,
         push: &mut dyn FnMut(squeue::Entry, WalTag),
     ) -> usize {
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::armed() {
+            crate::fault::note_write(
+                &self.dir.path().join(segment_file_name(plan.segment())),
+                plan.offset(),
+                plan.blocks().map(|(_, len)| len as u64).sum(),
+            );
+        }
         let g = &mut self.groups[slot];
         let fd = g.file.as_ref().expect("open group").as_raw_fd();
         let (flags, rw_flags) = match plan.sync() {
@@ -531,6 +541,15 @@ impl WalDriver {
         push: &mut dyn FnMut(squeue::Entry, WalTag),
     ) -> bool {
         self.current = None;
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::crashed() {
+            let e = io::Error::from_raw_os_error(libc::EIO);
+            let p = self
+                .core
+                .complete_create(plan, Err(IoFailure::new(IoOp::Create, plan.segment, &e)));
+            self.note(p.failed);
+            return false;
+        }
         let prepared = {
             let _g = self.dir_lock.lock().unwrap_or_else(|e| e.into_inner());
             prepare_segment(&*self.dir, &plan)
@@ -544,6 +563,21 @@ impl WalDriver {
                 return false;
             }
         };
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::armed() {
+            let path = self.dir.path().join(segment_file_name(plan.segment));
+            crate::fault::note_created(&path);
+            // As a real `fallocate` fails: after the file exists, before anything is
+            // written to it.
+            if let Some(errno) = crate::fault::hit_errno(crate::fault::Point::Fallocate) {
+                drop(file);
+                let e = io::Error::from_raw_os_error(errno);
+                let failure = IoFailure::new(IoOp::Create, plan.segment, &e);
+                let p = self.core.complete_create(plan, Err(failure));
+                self.note(p.failed);
+                return false;
+            }
+        }
         let mut header = self.header.take().expect("one creation at a time");
         plan.header().encode(&mut header[..SEGMENT_HEADER_LEN]);
         let slot = self.free_slot();
@@ -586,6 +620,16 @@ impl WalDriver {
     pub fn complete(&mut self, tag: WalTag, res: i32) {
         let slot = tag.slot as usize;
         let g = &mut self.groups[slot];
+        #[cfg(feature = "fault-injection")]
+        let res = {
+            use crate::fault::Point;
+            let point = match (&g.create, tag.step) {
+                (Some(_), _) => None,
+                (None, Step::Write { .. }) => Some(Point::Write),
+                (None, Step::Sync) => Some(Point::Fsync),
+            };
+            crate::fault::wal_result(point, res)
+        };
         debug_assert!(g.outstanding > 0, "completion for an idle WAL group {slot}");
         g.outstanding -= 1;
         self.in_flight -= 1;
@@ -618,10 +662,18 @@ impl WalDriver {
         };
         let file = g.file.take().expect("busy group");
         g.dir = None;
+        #[cfg(feature = "fault-injection")]
+        let durable_writes = result.is_ok() && g.sync != Some(SyncKind::None);
         g.sync = None;
         if let Some((plan, header)) = g.create.take() {
             self.header = Some(header);
             if result.is_ok() {
+                #[cfg(feature = "fault-injection")]
+                if crate::fault::armed() {
+                    crate::fault::note_creation_durable(
+                        &self.dir.path().join(segment_file_name(plan.segment)),
+                    );
+                }
                 self.current = Some((plan.segment, file));
             }
             let p = self.core.complete_create(plan, result);
@@ -629,6 +681,14 @@ impl WalDriver {
             return;
         }
         let mut failed = None;
+        #[cfg(feature = "fault-injection")]
+        if durable_writes && crate::fault::armed() {
+            for plan in &g.plans {
+                let path = self.dir.path().join(segment_file_name(plan.segment()));
+                crate::fault::note_synced(&path, plan.offset());
+            }
+        }
+        let g = &mut self.groups[slot];
         for plan in g.plans.drain(..) {
             // Every batch of a group shares its outcome; a failure takes down the first
             // and, with it, every later one (they come back as already failed).
@@ -662,6 +722,11 @@ impl WalDriver {
     /// or whose descriptor the kernel may still use, always stays. Returns how many
     /// segments went.
     pub fn truncate_prefix(&mut self, checkpoint: Lsn) -> Result<usize, WalError> {
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::crashed() {
+            let e = io::Error::from_raw_os_error(libc::EIO);
+            return Err(WalError::io("truncating after the crash point", e));
+        }
         let checkpoint = self
             .groups
             .iter()
@@ -883,15 +948,21 @@ mod tests {
     struct Tmpfs(TempDir);
 
     impl Tmpfs {
-        /// `None` where mounting is not allowed (not root, or in a sandbox).
-        fn mount(size: &str) -> Option<Tmpfs> {
+        /// Panics, saying why, where mounting is not allowed (not root, or a sandbox):
+        /// the test needs a real full file system and must not pass without one.
+        fn mount(size: &str) -> Tmpfs {
             let dir = TempDir::new("tmpfs");
-            let ok = Command::new("mount")
+            let status = Command::new("mount")
                 .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
                 .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then_some(Tmpfs(dir))
+                .status();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "cannot mount a {size} tmpfs on {} ({status:?}): this test needs root \
+                 (CAP_SYS_ADMIN) to fill a real file system",
+                dir.path().display()
+            );
+            Tmpfs(dir)
         }
     }
 
@@ -1477,10 +1548,7 @@ mod tests {
 
     #[test]
     fn a_full_device_fails_creation_and_recovers_once_space_is_freed() {
-        let Some(fs) = Tmpfs::mount("1m") else {
-            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-            return;
-        };
+        let fs = Tmpfs::mount("1m");
         let path = fs.0.path().join("wal");
         let mut h = Harness::open(&path, config(), false);
         let mut seed = 0;

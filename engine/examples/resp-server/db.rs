@@ -160,12 +160,72 @@ pub struct Db {
     /// `(expire_at, key)` for every key with an expiry; kept in step with `map`.
     expires: BTreeSet<(u64, Key)>,
     used: usize,
+    /// While a write runs: how to take back each change it makes.
+    journal: Option<Vec<Undo>>,
+}
+
+/// How to take back one change to a [`Db`]: what a key held before it, or the whole
+/// keyspace before a flush. Values are shared, not copied. See [`Db::begin_journal`].
+#[derive(Clone)]
+pub struct Undo(UndoKind);
+
+#[derive(Clone)]
+enum UndoKind {
+    /// The key's entry before the change (`None`: it was absent).
+    Key(Key, Option<Entry>),
+    /// Everything before a flush.
+    All(HashMap<Key, Entry>, BTreeSet<(u64, Key)>, usize),
 }
 
 impl Db {
     /// An empty keyspace.
     pub fn new() -> Db {
         Db::default()
+    }
+
+    /// Starts recording how to take back every change from now on (a write about to
+    /// run), replacing any record not taken.
+    pub fn begin_journal(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Stops recording; returns the changes made since [`Db::begin_journal`], oldest
+    /// first. Handing them to [`Db::undo`] restores the keyspace as it was.
+    pub fn end_journal(&mut self) -> Vec<Undo> {
+        self.journal.take().unwrap_or_default()
+    }
+
+    /// Takes back `changes` (as [`Db::end_journal`] returned them, or several such lists
+    /// concatenated in the order they were made), newest first.
+    pub fn undo(&mut self, changes: &[Undo]) {
+        debug_assert!(self.journal.is_none(), "undo while journaling");
+        for u in changes.iter().rev() {
+            match &u.0 {
+                UndoKind::Key(k, before) => {
+                    self.remove(k);
+                    if let Some(e) = before {
+                        self.set(&**k, e.value.clone(), e.expire_at);
+                    }
+                }
+                UndoKind::All(map, expires, used) => {
+                    self.map = map.clone();
+                    self.expires = expires.clone();
+                    self.used = *used;
+                }
+            }
+        }
+    }
+
+    /// Journals `key`'s entry before a change to it.
+    fn note(&mut self, key: &[u8]) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let undo = match self.map.get_key_value(key) {
+            Some((k, e)) => UndoKind::Key(k.clone(), Some(e.clone())),
+            None => UndoKind::Key(Arc::from(key), None),
+        };
+        journal.push(Undo(undo));
     }
 
     /// Keys held, including expired keys not yet removed (what `DBSIZE` reports in Redis
@@ -263,6 +323,7 @@ impl Db {
     pub fn set<K: AsKey + ?Sized>(&mut self, key: &K, value: BufChain, expire_at: Option<u64>) {
         let key = key.key_bytes();
         let key = &*key;
+        self.note(key);
         let new_len = value.len();
         if let Some(e) = self.map.get_mut(key) {
             let old_len = std::mem::replace(&mut e.value, value).len();
@@ -295,6 +356,7 @@ impl Db {
         if !self.live(key, now) {
             return false;
         }
+        self.note(key);
         let Some((k, e)) = self.map.get_key_value(key) else {
             return false;
         };
@@ -311,7 +373,11 @@ impl Db {
     pub fn del<K: AsKey + ?Sized>(&mut self, key: &K, now: u64) -> bool {
         let key = key.key_bytes();
         let key = &*key;
-        self.live(key, now) && self.remove(key).is_some()
+        if !self.live(key, now) {
+            return false;
+        }
+        self.note(key);
+        self.remove(key).is_some()
     }
 
     /// Appends a copy of `data` to the value of `key`, or stores `data` itself (shared, not
@@ -331,6 +397,7 @@ impl Db {
             self.set(key, data.clone(), None);
             return Ok(data.len());
         }
+        self.note(key);
         let Some(e) = self.map.get_mut(key) else {
             return Ok(0);
         };
@@ -355,9 +422,12 @@ impl Db {
 
     /// Removes every key.
     pub fn flush(&mut self) {
-        self.map.clear();
-        self.expires.clear();
-        self.used = 0;
+        let map = std::mem::take(&mut self.map);
+        let expires = std::mem::take(&mut self.expires);
+        let used = std::mem::replace(&mut self.used, 0);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo(UndoKind::All(map, expires, used)));
+        }
     }
 
     /// Removes keys whose expiry is before `now`, earliest deadline first, at most
@@ -733,6 +803,75 @@ mod tests {
         let mut c = BufChain::new(MAX_STRING_LEN);
         c.append_slice(arena, bytes).unwrap();
         c
+    }
+
+    /// Every key, value and expiry, sorted, the expiry index size and the memory estimate.
+    type Contents = (Vec<(Vec<u8>, Vec<u8>, Option<u64>)>, usize, usize);
+    type Step<'a> = Box<dyn Fn(&mut Db) + 'a>;
+
+    fn contents(db: &Db) -> Contents {
+        let mut v: Vec<_> = db
+            .map
+            .iter()
+            .map(|(k, e)| (k.to_vec(), e.value.to_vec(), e.expire_at))
+            .collect();
+        v.sort();
+        (v, db.expires.len(), db.used)
+    }
+
+    #[test]
+    fn undo_takes_back_journaled_writes_newest_first() {
+        let arena = arena();
+        let mut db = Db::new();
+        db.set(b"a", chain(&arena, b"1"), None);
+        db.set(b"b", chain(&arena, b"2"), Some(9_000));
+        db.set(b"gone", chain(&arena, b"x"), Some(5));
+        let before = contents(&db);
+        let mut undo = Vec::new();
+        let steps: Vec<Step> = vec![
+            Box::new(|db| db.set(b"a", chain(&arena, b"one"), Some(7_000))),
+            Box::new(|db| {
+                db.append(b"a", &chain(&arena, b"+more"), &arena, 0)
+                    .unwrap();
+            }),
+            Box::new(|db| {
+                db.append(b"new", &chain(&arena, b"fresh"), &arena, 0)
+                    .unwrap();
+            }),
+            Box::new(|db| {
+                db.del(b"b", 0);
+            }),
+            Box::new(|db| {
+                db.set_expire(b"a", None, 0);
+            }),
+            Box::new(|db| db.flush()),
+            Box::new(|db| db.set(b"after", chain(&arena, b"flush"), None)),
+            Box::new(|db| {
+                db.set_expire(b"after", Some(1), 0);
+            }),
+        ];
+        for step in &steps {
+            db.begin_journal();
+            step(&mut db);
+            undo.extend(db.end_journal());
+        }
+        assert_ne!(contents(&db), before);
+        // Taking back a suffix restores the state after the prefix.
+        let mut partial = db.clone();
+        let mut replayed = Db::new();
+        replayed.set(b"a", chain(&arena, b"1"), None);
+        replayed.set(b"b", chain(&arena, b"2"), Some(9_000));
+        replayed.set(b"gone", chain(&arena, b"x"), Some(5));
+        let mut prefix = Vec::new();
+        for step in &steps[..3] {
+            replayed.begin_journal();
+            step(&mut replayed);
+            prefix.extend(replayed.end_journal());
+        }
+        partial.undo(&undo[prefix.len()..]);
+        assert_eq!(contents(&partial), contents(&replayed));
+        db.undo(&undo);
+        assert_eq!(contents(&db), before);
     }
 
     fn value(db: &mut Db, key: &[u8], now: u64) -> Option<(Vec<u8>, Option<u64>)> {

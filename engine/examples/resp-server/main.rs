@@ -71,7 +71,8 @@ pub struct Args {
     /// Require AUTH with this password.
     #[arg(long)]
     pub requirepass: Option<String>,
-    /// Most clients connected at once (over all cores).
+    /// Most clients connected at once (over all cores). Lowered at start, with a
+    /// warning, when RLIMIT_NOFILE cannot hold that many besides the log's descriptors.
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
     /// Largest bulk argument (Redis's proto-max-bulk-len).
@@ -83,6 +84,14 @@ pub struct Args {
     /// And at least this often, in seconds, when anything changed.
     #[arg(long, default_value_t = 300)]
     pub checkpoint_secs: u64,
+    /// Bytes per write-ahead-log segment, preallocated when the segment is created. A
+    /// segment must hold the largest batch, so the least accepted is about 70 MiB.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub wal_segment_size: u64,
+    /// Zero-filled spare segments each shard keeps ready (0 to 4), built in the background:
+    /// syncs after overwriting written blocks are cheaper. Each costs a segment of disk.
+    #[arg(long, default_value_t = 1)]
+    pub wal_spares: usize,
 }
 
 fn main() {
@@ -92,7 +101,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
     let mut config = EngineConfig::default();
     // Small classes so small values are stored compactly (see `server::compact`), and a
     // larger growth cap: the keyspace lives in the arena. Registration falls back (and
@@ -120,6 +129,7 @@ fn main() {
     } else {
         config.cpus.len()
     };
+    cap_maxclients(&mut args, cores);
     if let Err(e) = server::prepare_dir(&args.dir, cores) {
         eprintln!("ringfort resp-server: {e}");
         std::process::exit(1);
@@ -155,5 +165,38 @@ fn main() {
             eprintln!("ringfort resp-server: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// Descriptors kept back from clients: the engine's rings and eventfds, each shard's log
+/// segments, directory and checkpoint files, and slack for connections being refused.
+fn reserved_fds(cores: usize) -> usize {
+    32 + 16 * cores
+}
+
+/// Lowers `--maxclients` (as Redis does) when RLIMIT_NOFILE, which the engine raises to
+/// its hard limit, cannot hold that many clients besides the reserved descriptors: a
+/// client flood is then refused with "max number of clients reached" instead of using up
+/// the descriptors the write-ahead log needs to create its next segment.
+fn cap_maxclients(args: &mut Args, cores: usize) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    let fds = usize::try_from(r.rlim_max).unwrap_or(usize::MAX);
+    let room = fds.saturating_sub(reserved_fds(cores)).max(1);
+    if args.maxclients > room {
+        eprintln!(
+            "ringfort resp-server: RLIMIT_NOFILE is {fds}: lowering maxclients from {} to {room} \
+             ({} descriptors are kept for the logs and the engine; raise the limit with \
+             `ulimit -n` or LimitNOFILE=)",
+            args.maxclients,
+            reserved_fds(cores)
+        );
+        args.maxclients = room;
     }
 }

@@ -18,7 +18,7 @@ use ringfort::{CloseReason, ConnId, CoreId, Ctx, Engine, Handler, ListenerId, Wa
 use slab::Slab;
 
 use crate::commands::{self, LogRecord};
-use crate::db::Db;
+use crate::db::{Db, Undo};
 use crate::protocol::{Limits, Parser};
 use crate::reply::Reply;
 use crate::{glob, Args, DurabilityArg};
@@ -98,6 +98,7 @@ struct CoreStats {
     checkpoints: AtomicU64,
     last_checkpoint: AtomicU64,
     replayed: AtomicU64,
+    wal_failures: AtomicU64,
 }
 
 /// State every core shares.
@@ -113,6 +114,8 @@ pub struct Shared {
     ready: Mutex<(usize, Option<String>)>,
     ready_cv: Condvar,
     backing: Mutex<String>,
+    /// The last write-ahead-log failure, for INFO.
+    last_wal_error: Mutex<String>,
 }
 
 impl Shared {
@@ -129,6 +132,7 @@ impl Shared {
             ready: Mutex::new((0, None)),
             ready_cv: Condvar::new(),
             backing: Mutex::new(String::new()),
+            last_wal_error: Mutex::new(String::new()),
         }
     }
 
@@ -282,6 +286,12 @@ enum Waiter {
     },
 }
 
+/// A command's outcome on its shard: the reply and, for a write, its log record and how
+/// to take the write back.
+type Executed = (BufChain, Logged);
+/// A write's encoded log record and its undo journal.
+type Logged = Option<(BufChain, Vec<Undo>)>;
+
 /// A checkpoint being written by a background thread.
 struct Checkpointing {
     lsn: Lsn,
@@ -297,9 +307,11 @@ pub struct Server {
     wal: Option<WalId>,
     clients: HashMap<ConnId, Client>,
     args: Vec<BufChain>,
-    waiting: VecDeque<(Lsn, Waiter)>,
-    /// Writes applied in memory whose records wait for room in the log, in order.
-    unlogged: VecDeque<(BufChain, Waiter)>,
+    /// Logged writes waiting to be durable, in LSN order, each with how to take it back.
+    waiting: VecDeque<(Lsn, Waiter, Vec<Undo>)>,
+    /// Writes applied in memory whose records wait for room in the log, in order (all
+    /// applied after every write in `waiting`).
+    unlogged: VecDeque<(BufChain, Waiter, Vec<Undo>)>,
     gathers: Slab<Gather>,
     channels: HashMap<Vec<u8>, Vec<ConnId>>,
     patterns: Vec<(Vec<u8>, ConnId)>,
@@ -364,7 +376,8 @@ impl Server {
             DurabilityArg::Buffered => Durability::Buffered,
             DurabilityArg::None => Durability::None,
         };
-        let config = wal_config(durability);
+        let args = &self.shared.args;
+        let config = wal_config(durability, args.wal_segment_size, args.wal_spares);
         let db = &mut self.db;
         let mut replayed = 0u64;
         let mut parser = Parser::new(Limits::default());
@@ -441,48 +454,59 @@ impl Server {
     }
 
     /// Runs a command whose keys are all on this shard; returns the reply and, for a
-    /// write, its encoded log record.
-    fn exec_here(
-        &mut self,
-        cx: &mut Ctx<'_, Msg>,
-        args: &[BufChain],
-    ) -> (BufChain, Option<BufChain>) {
+    /// write, its encoded log record and how to take it back. A write whose record cannot
+    /// be encoded is taken back at once and answered with the error.
+    fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &[BufChain]) -> Executed {
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
-        match commands::execute(&mut self.db, args, now_ms(), &mut r) {
+        self.db.begin_journal();
+        let result = commands::execute(&mut self.db, args, now_ms(), &mut r);
+        let undo = self.db.end_journal();
+        match result {
             Ok(Some(record)) => {
                 let out = r.out;
                 match self.encode(cx, record) {
-                    Ok(rec) => (out, Some(rec)),
-                    Err(e) => (self.error_reply(cx, &e), None),
+                    Ok(rec) => (out, Some((rec, undo))),
+                    Err(e) => {
+                        self.db.undo(&undo);
+                        (self.error_reply(cx, &e), None)
+                    }
                 }
             }
             Ok(None) => (r.out, None),
-            Err(e) => (self.error_reply(cx, &format!("ERR {e}")), None),
+            Err(e) => {
+                self.db.undo(&undo);
+                (self.error_reply(cx, &format!("ERR {e}")), None)
+            }
         }
     }
 
     /// Logs a write's record and holds its reply until the record is durable (per
     /// `--durability`); a read's reply goes at once. A full log is backpressure: records
     /// queue in order in `unlogged` and go in as the log drains.
-    fn wait_or_send(&mut self, cx: &mut Ctx<'_, Msg>, record: Option<BufChain>, waiter: Waiter) {
+    fn wait_or_send(&mut self, cx: &mut Ctx<'_, Msg>, record: Logged, waiter: Waiter) {
         match record {
             None => self.release(cx, waiter),
-            Some(rec) if !self.unlogged.is_empty() => self.unlogged.push_back((rec, waiter)),
-            Some(rec) => {
-                if let Some(back) = self.append(cx, rec, waiter) {
+            Some((rec, undo)) if !self.unlogged.is_empty() => {
+                self.unlogged.push_back((rec, waiter, undo))
+            }
+            Some((rec, undo)) => {
+                if let Some(back) = self.append(cx, rec, waiter, undo) {
                     self.unlogged.push_back(back);
                 }
             }
         }
     }
 
-    /// Appends one record; hands it back when the log is full.
+    /// Appends one record, the oldest of those not yet logged; hands it back when the
+    /// log is full. If the log refuses it, it and every write applied after it (still in
+    /// `unlogged`) are taken back and answered with the error.
     fn append(
         &mut self,
         cx: &mut Ctx<'_, Msg>,
         rec: BufChain,
         waiter: Waiter,
-    ) -> Option<(BufChain, Waiter)> {
+        undo: Vec<Undo>,
+    ) -> Option<(BufChain, Waiter, Vec<Undo>)> {
         let Some(wal) = self.wal else {
             self.release(cx, waiter);
             return None;
@@ -493,26 +517,39 @@ impl Server {
                 self.logged_bytes += len;
                 match self.shared.args.durability {
                     DurabilityArg::None => self.release(cx, waiter),
-                    _ => self.waiting.push_back((lsn, waiter)),
+                    _ => self.waiting.push_back((lsn, waiter, undo)),
                 }
                 None
             }
             Err((rec, ringfort::EngineError::Wal(ringfort::wal::WalError::Full(_)))) => {
-                Some((rec, waiter))
+                Some((rec, waiter, undo))
             }
             Err((_, e)) => {
                 let text = format!("ERR write-ahead log refused the write: {e}");
-                let w = self.fail_waiter(cx, waiter, &text);
-                self.release(cx, w);
+                let mut failed = vec![(waiter, undo)];
+                failed.extend(self.unlogged.drain(..).map(|(_, w, u)| (w, u)));
+                self.take_back(cx, failed, &text);
                 None
             }
         }
     }
 
+    /// Takes back `failed` writes (in the order they were applied) and answers each with
+    /// `text`.
+    fn take_back(&mut self, cx: &mut Ctx<'_, Msg>, failed: Vec<(Waiter, Vec<Undo>)>, text: &str) {
+        for (_, undo) in failed.iter().rev() {
+            self.db.undo(undo);
+        }
+        for (waiter, _) in failed {
+            let w = self.fail_waiter(cx, waiter, text);
+            self.release(cx, w);
+        }
+    }
+
     /// Appends queued records while the log takes them.
     fn drain_unlogged(&mut self, cx: &mut Ctx<'_, Msg>) {
-        while let Some((rec, waiter)) = self.unlogged.pop_front() {
-            if let Some(back) = self.append(cx, rec, waiter) {
+        while let Some((rec, waiter, undo)) = self.unlogged.pop_front() {
+            if let Some(back) = self.append(cx, rec, waiter, undo) {
                 self.unlogged.push_front(back);
                 return;
             }
@@ -562,7 +599,7 @@ impl Server {
         }
     }
 
-    fn run_part(&mut self, cx: &mut Ctx<'_, Msg>, part: Part) -> (PartResult, Option<BufChain>) {
+    fn run_part(&mut self, cx: &mut Ctx<'_, Msg>, part: Part) -> (PartResult, Logged) {
         let now = now_ms();
         match part {
             Part::MGet(keys) => {
@@ -1217,10 +1254,12 @@ impl Server {
         if want("persistence") {
             let _ = write!(
                 out,
-                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\nringfort_durability:{:?}\r\nringfort_wal_durable_lsn:{}\r\nringfort_wal_next_lsn:{}\r\nringfort_checkpoints:{}\r\nringfort_last_checkpoint_time:{}\r\nringfort_records_replayed:{}\r\n\r\n",
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\nringfort_durability:{:?}\r\nringfort_wal_durable_lsn:{}\r\nringfort_wal_next_lsn:{}\r\nringfort_wal_failures:{}\r\nringfort_wal_last_error:{}\r\nringfort_checkpoints:{}\r\nringfort_last_checkpoint_time:{}\r\nringfort_records_replayed:{}\r\n\r\n",
                 self.shared.args.durability,
                 sum(|c| &c.wal_durable),
                 sum(|c| &c.wal_next),
+                sum(|c| &c.wal_failures),
+                self.shared.last_wal_error.lock().unwrap(),
                 sum(|c| &c.checkpoints),
                 s.iter().map(|c| c.last_checkpoint.load(Ordering::Relaxed)).max().unwrap_or(0),
                 sum(|c| &c.replayed)
@@ -1295,7 +1334,11 @@ impl Server {
         let Some(wal) = self.wal else {
             return;
         };
-        let Ok(lsn) = cx.wal_next_lsn(wal) else {
+        // The checkpoint holds exactly the durable records' effects: the writes applied
+        // in memory but not yet durable are taken back in the copy. Its LSN is the
+        // durable LSN, so a write that later fails (and whose LSN is handed out again) is
+        // never in a checkpoint that claims to cover it.
+        let Ok(lsn) = cx.wal_durable(wal) else {
             return;
         };
         if lsn == self.checkpoint_lsn {
@@ -1303,7 +1346,13 @@ impl Server {
             return;
         }
         self.logged_bytes = 0;
-        let snapshot = self.db.clone();
+        let mut snapshot = self.db.clone();
+        for (_, _, undo) in self.unlogged.iter().rev() {
+            snapshot.undo(undo);
+        }
+        for (_, _, undo) in self.waiting.iter().rev().take_while(|(l, ..)| *l >= lsn) {
+            snapshot.undo(undo);
+        }
         let dir = self.dir.clone();
         let (tx, rx) = mpsc::channel();
         let now = now_ms();
@@ -1377,13 +1426,14 @@ impl Server {
 /// would exceed this; values up to `--proto-max-bulk-len` can still be read and sent).
 pub const MAX_LOGGED: usize = 64 << 20;
 
-/// Each shard's log: 1 MiB blocks, 256 MiB segments, records up to [`MAX_LOGGED`] plus
-/// framing.
-fn wal_config(durability: Durability) -> WalConfig {
+/// Each shard's log: 1 MiB blocks, `segment_size` segments (`--wal-segment-size`),
+/// `spares` zero-filled spares (`--wal-spares`), records up to [`MAX_LOGGED`] plus framing.
+fn wal_config(durability: Durability, segment_size: u64, spares: usize) -> WalConfig {
     WalConfig {
         durability,
         block_size: 1 << 20,
-        segment_size: 256 << 20,
+        segment_size,
+        zeroed_spares: spares,
         batch_bytes: 4 << 20,
         max_record: MAX_LOGGED + (64 << 10),
         ..WalConfig::default()
@@ -1477,6 +1527,9 @@ impl Handler for Server {
                 quitting: false,
             },
         );
+        self.stats()
+            .clients
+            .store(self.clients.len() as u64, Ordering::Relaxed);
         if now > self.shared.args.maxclients {
             self.stats().rejected.fetch_add(1, Ordering::Relaxed);
             let _ = cx.send_bytes(conn, b"-ERR max number of clients reached\r\n");
@@ -1525,6 +1578,10 @@ impl Handler for Server {
     fn on_close(&mut self, _cx: &mut Ctx<'_, Msg>, conn: ConnId, reason: CloseReason) {
         if let Some(client) = self.clients.remove(&conn) {
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            // At once, not at the next tick: a core may sleep long after its last close.
+            self.stats()
+                .clients
+                .store(self.clients.len() as u64, Ordering::Relaxed);
             for ch in &client.channels {
                 if let Some(subs) = self.channels.get_mut(ch) {
                     subs.retain(|&c| c != conn);
@@ -1603,8 +1660,8 @@ impl Handler for Server {
     }
 
     fn on_wal_durable(&mut self, cx: &mut Ctx<'_, Msg>, _wal: WalId, durable: Lsn) {
-        while self.waiting.front().is_some_and(|(lsn, _)| *lsn < durable) {
-            let (_, waiter) = self.waiting.pop_front().expect("checked");
+        while self.waiting.front().is_some_and(|(lsn, ..)| *lsn < durable) {
+            let (_, waiter, _) = self.waiting.pop_front().expect("checked");
             self.release(cx, waiter);
         }
         self.drain_unlogged(cx);
@@ -1622,20 +1679,28 @@ impl Handler for Server {
             failure.lsns,
             failure.error
         );
+        self.stats().wal_failures.fetch_add(1, Ordering::Relaxed);
+        *self.shared.last_wal_error.lock().unwrap() =
+            format!("shard {}: {}", self.core, failure.error);
         let text = format!(
             "ERR write-ahead log failed, the write is not durable: {}",
             failure.error
         );
-        let mut keep = VecDeque::new();
-        while let Some((lsn, waiter)) = self.waiting.pop_front() {
-            if !failure.lsns.contains(&lsn) && lsn < failure.lsns.start {
-                keep.push_back((lsn, waiter));
-                continue;
-            }
-            let waiter = self.fail_waiter(cx, waiter, &text);
-            self.release(cx, waiter);
-        }
-        self.waiting = keep;
+        // Every write from the failed LSN on, and every one not yet logged, was applied
+        // after it: take them all back, newest first, so memory matches the log again
+        // (a later write, an APPEND say, must not build on one the log lost).
+        let split = self
+            .waiting
+            .iter()
+            .position(|(lsn, ..)| *lsn >= failure.lsns.start)
+            .unwrap_or(self.waiting.len());
+        let mut failed: Vec<(Waiter, Vec<Undo>)> = self
+            .waiting
+            .drain(split..)
+            .map(|(_, w, u)| (w, u))
+            .collect();
+        failed.extend(self.unlogged.drain(..).map(|(_, w, u)| (w, u)));
+        self.take_back(cx, failed, &text);
     }
 
     fn on_tick(&mut self, cx: &mut Ctx<'_, Msg>) {
@@ -1667,7 +1732,7 @@ impl Handler for Server {
 mod tests {
     #[test]
     fn the_log_config_is_valid_and_fits_a_ring() {
-        let c = super::wal_config(ringfort::wal::Durability::Sync);
+        let c = super::wal_config(ringfort::wal::Durability::Sync, 256 << 20, 1);
         let blocks = c.max_batch_blocks().expect("valid");
         assert!(
             blocks < 4096,

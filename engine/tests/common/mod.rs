@@ -1,6 +1,8 @@
 //! Shared test scaffolding: an echo handler, engine start-up on a free loopback port, and
-//! file-descriptor limits.
+//! file-descriptor limits; [`resp`] drives the RESP server as a child process.
 #![allow(dead_code)]
+
+pub mod resp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
