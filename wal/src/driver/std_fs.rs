@@ -155,6 +155,16 @@ impl<D: Dir> Shared<D> {
         *woken += before - busy.len();
     }
 
+    /// Marks the log stopped and wakes every thread that waits on it.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        for cv in self.slot_cvs.iter() {
+            cv.notify_all();
+        }
+        self.space.notify_all();
+        self.work.notify_all();
+    }
+
     /// Completes a group's plans with `result` and returns the plan vector for reuse.
     fn complete(
         &self,
@@ -175,13 +185,7 @@ struct StopGuard<D: Dir>(Arc<Shared<D>>);
 
 impl<D: Dir> Drop for StopGuard<D> {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
-        st.stopped = true;
-        for cv in self.0.slot_cvs.iter() {
-            cv.notify_all();
-        }
-        self.0.space.notify_all();
-        self.0.work.notify_all();
+        self.0.stop();
     }
 }
 
@@ -703,13 +707,7 @@ struct SyncerStop<'a, D: Dir>(&'a Shared<D>);
 impl<D: Dir> Drop for SyncerStop<'_, D> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut st = self.0.lock();
-            st.stopped = true;
-            for cv in self.0.slot_cvs.iter() {
-                cv.notify_all();
-            }
-            self.0.space.notify_all();
-            self.0.work.notify_all();
+            self.0.stop();
         }
     }
 }
