@@ -48,9 +48,9 @@
 //! background thread ([`ringfort_wal::segment::SpareBuilder`]) built by writing zeros, so
 //! the group commits that follow overwrite written blocks and their `fdatasync`s have no
 //! extent conversion to commit. `open` starts building the first spare (a segment created
-//! before it is ready is preallocated without zeros); each segment whose batches are small
-//! asks for the next early on ([`ringfort_wal::segment::GroupSizes`]): for large ones
-//! bandwidth, not the sync rate, bounds the log, and zeroing would write it twice.
+//! before it is ready is preallocated without zeros); a segment of small batches asks for
+//! the next once it is half written ([`ringfort_wal::segment::GroupSizes`]): for large
+//! ones bandwidth, not the sync rate, bounds the log, and zeroing would write it twice.
 //!
 //! # Failures (the fsyncgate rules)
 //!
@@ -277,7 +277,7 @@ impl WalDriver {
             dir,
             dir_lock,
             spare_builder,
-            sizes: GroupSizes::default(),
+            sizes: GroupSizes::new(config.segment_size),
             dir_fd: Arc::new(dir_fd.into()),
             spares: config.recycle_segments,
             current: None,

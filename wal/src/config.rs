@@ -89,7 +89,7 @@ pub struct WalConfig {
     /// no extent conversion to commit, which took this machine from 6.7 k to 11.6 k syncs/s
     /// (fio, 4 KiB writes). Spares are built off the append path: the blocking driver
     /// builds the first before `open` returns, the engine's driver in the background;
-    /// after that, one early in each segment whose mean group is at most
+    /// after that, one when a segment is half written, if its mean group is at most
     /// [`ZERO_FILL_MAX_GROUP`](crate::segment::ZERO_FILL_MAX_GROUP) (for larger groups
     /// bandwidth bounds the log, and zeroing would write it twice). Costs `segment_size` of
     /// disk per spare.

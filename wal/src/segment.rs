@@ -220,34 +220,46 @@ pub fn make_zeroed_spares<D: Dir>(
 /// Mean group size up to which a new zero-filled spare is worth building.
 pub const ZERO_FILL_MAX_GROUP: u64 = 256 << 10;
 
-/// Groups of a segment after which [`GroupSizes`] decides.
-pub const ZERO_FILL_DECIDE_AFTER: u64 = 16;
-
 /// Decides, segment by segment, whether to build a zero-filled spare for the next one.
 /// It pays when the log's groups are small: the sync rate bounds the log, and every
 /// `fdatasync` after overwriting saves an extent conversion. It does not when groups are
 /// large: bandwidth bounds the log, and building a spare would write every segment twice.
-/// The decision comes after [`ZERO_FILL_DECIDE_AFTER`] groups of a segment, early enough
-/// for the spare to be ready when the segment fills.
-#[derive(Clone, Copy, Debug, Default)]
+/// The decision comes when a segment is half written: the spare's writes then compete
+/// with the log's own for half a segment's time, not in a burst at its start, and a short
+/// run never pays for a spare it does not reach.
+#[derive(Clone, Copy, Debug)]
 pub struct GroupSizes {
+    half: u64,
     bytes: u64,
     groups: u64,
 }
 
 impl GroupSizes {
+    /// Counts for segments of `segment_size` bytes.
+    pub fn new(segment_size: u64) -> GroupSizes {
+        GroupSizes {
+            half: segment_size / 2,
+            bytes: 0,
+            groups: 0,
+        }
+    }
+
     /// Counts one group of `bytes` written to the current segment; true exactly once per
-    /// segment, at its decision point, when the mean group is at most
-    /// [`ZERO_FILL_MAX_GROUP`] and a spare should be built.
+    /// segment, when it becomes half written and its mean group is at most
+    /// [`ZERO_FILL_MAX_GROUP`]: then a spare should be built.
     pub fn record(&mut self, bytes: u64) -> bool {
+        let before = self.bytes;
         self.bytes += bytes;
         self.groups += 1;
-        self.groups == ZERO_FILL_DECIDE_AFTER && self.bytes / self.groups <= ZERO_FILL_MAX_GROUP
+        before < self.half
+            && self.bytes >= self.half
+            && self.bytes / self.groups <= ZERO_FILL_MAX_GROUP
     }
 
     /// A new segment: counting starts afresh.
     pub fn new_segment(&mut self) {
-        *self = GroupSizes::default();
+        self.bytes = 0;
+        self.groups = 0;
     }
 }
 

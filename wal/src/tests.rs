@@ -595,25 +595,19 @@ fn durability_none_and_buffered_plans_carry_no_sync() {
 
 #[test]
 fn zero_filled_spares_pay_only_for_small_groups() {
-    use crate::segment::{GroupSizes, ZERO_FILL_DECIDE_AFTER, ZERO_FILL_MAX_GROUP};
-    let mut s = GroupSizes::default();
-    let decisions: Vec<bool> = (0..ZERO_FILL_DECIDE_AFTER * 2)
-        .map(|i| {
-            s.record(if i == 0 {
-                ZERO_FILL_MAX_GROUP * 4
-            } else {
-                8 << 10
-            })
-        })
+    use crate::segment::{GroupSizes, ZERO_FILL_MAX_GROUP};
+    let mut s = GroupSizes::new(1 << 20);
+    // 64 groups of 8 KiB after one large one: half written at the 64th.
+    let decisions: Vec<bool> = (0..128)
+        .map(|i| s.record(if i == 0 { ZERO_FILL_MAX_GROUP } else { 8 << 10 }))
         .collect();
-    let at = ZERO_FILL_DECIDE_AFTER as usize - 1;
-    assert!(decisions[at], "small mean: build at the decision point");
+    assert_eq!(decisions.iter().position(|&d| d), Some(32), "half written");
     assert_eq!(
         decisions.iter().filter(|&&d| d).count(),
         1,
         "once a segment"
     );
     s.new_segment();
-    let big = (0..ZERO_FILL_DECIDE_AFTER).any(|_| s.record(1 << 20));
-    assert!(!big, "1 MiB groups are bandwidth-bound");
+    let big = (0..4).any(|_| s.record(ZERO_FILL_MAX_GROUP * 2));
+    assert!(!big, "large groups are bandwidth-bound");
 }

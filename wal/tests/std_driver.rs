@@ -238,8 +238,8 @@ fn new_segments_take_zero_filled_spares() {
     );
     std::fs::remove_file(&probe).unwrap();
     // Every segment is built from a spare: none has unwritten bytes. The builder is asked
-    // after a segment's first groups (each append here is one group); wait for it then,
-    // long before the segment fills.
+    // once a segment is half written (each append here is one group of one 4 KiB page);
+    // wait for it then, before the segment fills.
     let count = |prefix: &str| names(&tmp).iter().filter(|n| n.starts_with(prefix)).count();
     let segments = || {
         names(&tmp)
@@ -254,7 +254,7 @@ fn new_segments_take_zero_filled_spares() {
         n += 1;
         if segments() > seen {
             seen = segments();
-            for _ in 0..ringfort_wal::segment::ZERO_FILL_DECIDE_AFTER {
+            for _ in 0..cfg.segment_size / 2 / 4096 {
                 wal.append(&common::payload(n, 3000)).unwrap();
                 n += 1;
             }

@@ -18,8 +18,8 @@
 //! A new segment is created only once every group of the old one is durable: recovery
 //! takes a torn end of any segment but the last for corruption in the middle of the log.
 //! It takes a zero-filled spare when one is ready (`zeroed_spares`): `open` builds the
-//! first, and a [`SpareBuilder`] thread builds the next one early in each segment whose
-//! groups are small ([`GroupSizes`]).
+//! first, and a [`SpareBuilder`] thread builds the next one once a segment of small groups
+//! is half written ([`GroupSizes`]).
 //!
 //! Bounds: `max_waiters` appenders wait at once (more wait for a slot); `max_batches`
 //! batches exist at once (appenders wait for one to complete); at most `syncs_in_flight`
@@ -584,7 +584,7 @@ fn rounds<D: Dir>(
     spares: Option<&SpareBuilder>,
 ) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
-    let mut sizes = GroupSizes::default();
+    let mut sizes = GroupSizes::new(lim.segment_size);
     let mut st = sh.lock();
     let mut sealed_end = st.core.next_lsn();
     loop {
