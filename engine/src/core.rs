@@ -552,8 +552,10 @@ impl<M: Send + 'static> Io<M> {
                 c.redeliver = true;
                 self.redeliver.push(key);
             }
-            self.metrics.recv_rearms += 1;
-            self.arm_recv(key);
+            if c.eof_at.is_none() {
+                self.metrics.recv_rearms += 1;
+                self.arm_recv(key);
+            }
         }
     }
 
@@ -1260,7 +1262,7 @@ impl<H: Handler> Core<H> {
         // The connection may be gone: closed by the handler or by the branches above.
         match io.conns.get(key as usize) {
             Some(c) if c.gen == gen && c.closing.is_some() => io.try_finish(key),
-            Some(c) if c.gen == gen && c.paused == 0 => {
+            Some(c) if c.gen == gen && c.paused == 0 && c.eof_at.is_none() => {
                 io.metrics.recv_rearms += 1;
                 io.arm_recv(key);
             }
