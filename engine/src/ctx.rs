@@ -67,6 +67,12 @@ impl<M: Send + 'static> Ctx<'_, M> {
         self.io.connect(addr, token)
     }
 
+    /// Whether `conn` is an open connection of this core: false once it is closing (after
+    /// [`Ctx::close`], a peer close or an error), and for stale ids and other cores' ids.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.io.conn_key(conn).is_some()
+    }
+
     fn key(&self, conn: ConnId) -> Result<u32, EngineError> {
         self.io.conn_key(conn).ok_or(EngineError::NoConn)
     }

@@ -281,6 +281,12 @@ impl<M: Send + 'static> Engine<M> {
         Ok(())
     }
 
+    /// Whether a stop was requested ([`Engine::stop`], or a core's
+    /// [`crate::Ctx::stop_engine`]); [`Engine::post`] refuses messages from then on.
+    pub fn stopping(&self) -> bool {
+        self.shared.stop_flag.load(Ordering::Acquire)
+    }
+
     /// Whether every core thread has exited (after a stop, or a core's own
     /// [`crate::Ctx::stop_engine`]).
     pub fn finished(&self) -> bool {

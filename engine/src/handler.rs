@@ -64,9 +64,36 @@ impl fmt::Debug for ConnId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ListenerId(pub(crate) u32);
 
+impl ListenerId {
+    /// The id as an integer (for the C ABI). A core numbers its listeners 0, 1, ... in the
+    /// order it opens them.
+    pub fn to_u32(self) -> u32 {
+        self.0
+    }
+
+    /// The inverse of [`ListenerId::to_u32`]. An id that names no listener of the core
+    /// it is used on is simply not found.
+    pub fn from_u32(v: u32) -> ListenerId {
+        ListenerId(v)
+    }
+}
+
 /// A timer set by [`Ctx::timer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId(pub(crate) u64);
+
+impl TimerId {
+    /// The id as an integer (for the C ABI).
+    pub fn to_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The inverse of [`TimerId::to_u64`]. An id that names no armed timer (a stale or
+    /// made-up one) is harmless: [`Ctx::cancel_timer`] returns false for it.
+    pub fn from_u64(v: u64) -> TimerId {
+        TimerId(v)
+    }
+}
 
 /// A file operation queued by one of the `Ctx::file_*` calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +102,19 @@ pub struct OpId(pub(crate) u64);
 /// A write-ahead log opened by [`Ctx::wal_open`] on this core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WalId(pub(crate) u32);
+
+impl WalId {
+    /// The id as an integer (for the C ABI).
+    pub fn to_u32(self) -> u32 {
+        self.0
+    }
+
+    /// The inverse of [`WalId::to_u32`]. An id that names no log of the core it is used
+    /// on gets an error from the `Ctx::wal_*` calls, never another core's log.
+    pub fn from_u32(v: u32) -> WalId {
+        WalId(v)
+    }
+}
 
 /// Why a connection closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
