@@ -62,7 +62,7 @@ fn every_declared_name_is_prefixed() {
                 .trim_end_matches(';')
                 .split(|c: char| !c.is_alphanumeric() && c != '_')
                 .filter(|s| !s.is_empty())
-                .last()
+                .next_back()
                 .unwrap();
             names.push(name.to_string());
         } else if line.contains("(*") {
@@ -73,7 +73,7 @@ fn every_declared_name_is_prefixed() {
                 if let Some(name) = head
                     .split(|c: char| c == ' ' || c == '*')
                     .filter(|s| !s.is_empty())
-                    .last()
+                    .next_back()
                 {
                     if !line.starts_with('(') && head.contains(' ') {
                         names.push(name.to_string());
