@@ -61,8 +61,7 @@ fn every_declared_name_is_prefixed() {
             let name = rest
                 .trim_end_matches(';')
                 .split(|c: char| !c.is_alphanumeric() && c != '_')
-                .filter(|s| !s.is_empty())
-                .next_back()
+                .rfind(|s| !s.is_empty())
                 .unwrap();
             names.push(name.to_string());
         } else if line.contains("(*") {
@@ -72,8 +71,7 @@ fn every_declared_name_is_prefixed() {
                 let head = &line[..open];
                 if let Some(name) = head
                     .split(|c: char| c == ' ' || c == '*')
-                    .filter(|s| !s.is_empty())
-                    .next_back()
+                    .rfind(|s| !s.is_empty())
                 {
                     if !line.starts_with('(') && head.contains(' ') {
                         names.push(name.to_string());
