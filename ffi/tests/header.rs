@@ -70,7 +70,7 @@ fn every_declared_name_is_prefixed() {
             if line.ends_with(';') || line.ends_with(',') || line.ends_with('(') {
                 let head = &line[..open];
                 if let Some(name) = head
-                    .split(|c: char| c == ' ' || c == '*')
+                    .split([' ', '*'])
                     .rfind(|s| !s.is_empty())
                 {
                     if !line.starts_with('(') && head.contains(' ') {
