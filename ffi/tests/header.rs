@@ -61,8 +61,7 @@ fn every_declared_name_is_prefixed() {
             let name = rest
                 .trim_end_matches(';')
                 .split(|c: char| !c.is_alphanumeric() && c != '_')
-                .filter(|s| !s.is_empty())
-                .last()
+                .rfind(|s| !s.is_empty())
                 .unwrap();
             names.push(name.to_string());
         } else if line.contains("(*") {
@@ -70,11 +69,7 @@ fn every_declared_name_is_prefixed() {
         } else if let Some(open) = line.find('(') {
             if line.ends_with(';') || line.ends_with(',') || line.ends_with('(') {
                 let head = &line[..open];
-                if let Some(name) = head
-                    .split(|c: char| c == ' ' || c == '*')
-                    .filter(|s| !s.is_empty())
-                    .last()
-                {
+                if let Some(name) = head.split([' ', '*']).rfind(|s| !s.is_empty()) {
                     if !line.starts_with('(') && head.contains(' ') {
                         names.push(name.to_string());
                     }
