@@ -38,7 +38,9 @@
 //! - [`wal`]: the `wal` suite (ringfort-wal's durable appends against okaywal, with
 //!   fio's fdatasync and O_DIRECT limits).
 //! - [`echo`]: the `echo` suite (the ringfort engine's echo server against tokio, one
-//!   multi-thread runtime and one current-thread runtime per core).
+//!   multi-thread runtime and one current-thread runtime per core, and the C echo server
+//!   of the C ABI against the Rust one).
+//! - [`c_echo`]: building and running `ffi/examples/echo_server.c` for the `echo` suite.
 //!
 //! ## Adding a suite
 //!
@@ -54,6 +56,7 @@
 //!    [`Status::NotBuilt`] to [`Status::Built`].
 //! 3. Latency figures come from an HDR histogram (p50/p99/p999), never a mean alone.
 
+mod c_echo;
 mod echo;
 mod fio;
 mod hugetlb;
