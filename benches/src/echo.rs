@@ -9,6 +9,12 @@
 //!   reads into a 64 KiB buffer and `write_all`s it back.
 //! - **tokio current-thread per core**: one current-thread runtime per server CPU, each on
 //!   a thread pinned to its CPU with its own `SO_REUSEPORT` listener, the same task.
+//! - **C echo server** (the cases with 1,000 connections): `ffi/examples/echo_server.c`
+//!   on the C ABI ([`crate::c_echo`]), a child process with one core per server CPU and
+//!   the library's default configuration, echoing without a copy
+//!   (`rf_conn_send_data`). Its trials interleave with the others, and it gets a row of
+//!   its own, "..., C ABI", with the C server as ours and the Rust echo handler as the
+//!   peer: the ratio is the C ABI's overhead (target >= 0.9).
 //!
 //! Cases: 100 B messages at 1, 10, 50, 200 and 1,000 connections (the sweep the report's
 //! throughput-against-connections plot draws), and 4 KiB messages at 50 and 1,000.
@@ -55,6 +61,8 @@ const SUITE: &str = "echo";
 const OURS: &str = "ours";
 const TOKIO_MT: &str = "tokio multi-thread";
 const TOKIO_CT: &str = "tokio current-thread per core";
+const C_ECHO: &str = "C echo server (ringfort.h)";
+const RUST_ECHO: &str = "Rust echo handler (engine/examples/echo.rs)";
 const ENTERS: &str = "ours io_uring_enter calls per 1,000 msgs";
 
 /// Messages each connection keeps in flight, for every server.
@@ -88,6 +96,11 @@ struct Case {
     size: usize,
     size_name: &'static str,
     conns: usize,
+}
+
+/// The cases that also measure the C echo server (the C ABI's overhead).
+fn with_c_row(case: &Case) -> bool {
+    case.conns >= 1000
 }
 
 impl Case {
@@ -193,6 +206,15 @@ pub fn run(opts: &RunOpts) -> Result<SuiteReport, BoxError> {
     let layout = layout()?;
     progress::say(SUITE, &layout.note);
     let (soft, hard) = sys::raise_nofile()?;
+    if plan.cases.iter().any(with_c_row) {
+        progress::say(
+            SUITE,
+            "building the C echo server (ffi/examples/echo_server.c)",
+        );
+        if let Err(why) = crate::c_echo::binary() {
+            progress::say(SUITE, &format!("the C echo server cannot run: {why}"));
+        }
+    }
     let mut rows = Vec::new();
     let mut dropped = Vec::new();
     for case in &plan.cases {
@@ -208,7 +230,23 @@ pub fn run(opts: &RunOpts) -> Result<SuiteReport, BoxError> {
             continue;
         }
         match run_case(&plan, &layout, case) {
-            Ok(row) => rows.push(row),
+            Ok((row, c_row)) => {
+                rows.push(row);
+                match c_row {
+                    Some(Ok(row)) => rows.push(row),
+                    Some(Err(reason)) => {
+                        progress::say(
+                            SUITE,
+                            &format!("{}, C ABI: NOT MEASURED: {reason}", case.name()),
+                        );
+                        dropped.push(Dropped {
+                            case: format!("{}, C ABI", case.name()),
+                            reason,
+                        });
+                    }
+                    None => {}
+                }
+            }
             Err(reason) => {
                 progress::say(SUITE, &format!("{}: NOT MEASURED: {reason}", case.name()));
                 dropped.push(Dropped {
@@ -233,6 +271,7 @@ enum Kind {
     Ours,
     TokioMt,
     TokioCt,
+    CEcho,
 }
 
 /// Every server under test, ours first; each case runs them all, interleaved, and each
@@ -245,6 +284,7 @@ impl Kind {
             Kind::Ours => OURS,
             Kind::TokioMt => TOKIO_MT,
             Kind::TokioCt => TOKIO_CT,
+            Kind::CEcho => C_ECHO,
         }
     }
 }
@@ -284,6 +324,7 @@ enum Server {
     Ours(Engine<()>),
     TokioMt(tokio::runtime::Runtime),
     TokioCt(Vec<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>),
+    C(crate::c_echo::CEcho),
 }
 
 async fn echo_conn(mut s: tokio::net::TcpStream) {
@@ -346,6 +387,7 @@ impl Server {
                 }
                 Ok(Server::Ours(engine))
             }
+            Kind::CEcho => crate::c_echo::CEcho::start(addr, cpus).map(Server::C),
             Kind::TokioMt => {
                 let pin = cpus.to_vec();
                 let rt = tokio::runtime::Builder::new_multi_thread()
@@ -449,6 +491,7 @@ impl Server {
                 }
                 Ok(())
             }
+            Server::C(c) => c.stop(),
         }
     }
 }
@@ -686,9 +729,20 @@ struct Side {
     failed: Option<String>,
 }
 
-fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
+/// Measures one case: its row (ours against tokio) and, for the cases [`with_c_row`]
+/// picks, the C ABI's row (the C echo server against ours) or why it was not measured.
+#[allow(clippy::type_complexity)]
+fn run_case(
+    plan: &Plan,
+    layout: &Layout,
+    case: &Case,
+) -> Result<(Row, Option<Result<Row, String>>), String> {
     let name = case.name();
-    let mut sides: Vec<Side> = SERVERS
+    let mut kinds = SERVERS.to_vec();
+    if with_c_row(case) {
+        kinds.push(Kind::CEcho);
+    }
+    let mut sides: Vec<Side> = kinds
         .into_iter()
         .map(|kind| Side {
             kind,
@@ -754,6 +808,9 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
     let mut idle = Vec::new();
     for s in &sides {
         let label = s.kind.name();
+        if s.kind == Kind::CEcho {
+            continue;
+        }
         if let Some(l) = Latency::from_histogram(&s.hist) {
             latency.push((label.to_string(), l));
         }
@@ -814,7 +871,7 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
         ));
         extra.push((ENTERS.to_string(), e));
     }
-    for s in &sides {
+    for s in sides.iter().filter(|s| s.kind != Kind::CEcho) {
         if let Some(us) = s.server_us_per_msg.summary() {
             extra.push((format!("{} server CPU us per msg", s.kind.name()), us));
         }
@@ -852,7 +909,11 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
         notes.push(n);
     }
     notes.extend(idle);
-    Ok(Row {
+    let c_row = sides
+        .iter()
+        .find(|s| s.kind == Kind::CEcho)
+        .map(|c| c_abi_row(plan, layout, case, c, &sides[0]));
+    let row = Row {
         suite: SUITE,
         case: name,
         metric: "msgs/s",
@@ -868,6 +929,75 @@ fn run_case(plan: &Plan, layout: &Layout, case: &Case) -> Result<Row, String> {
             x: case.conns as f64,
             y_scale: 1.0,
         }),
+    };
+    Ok((row, c_row))
+}
+
+/// The C ABI's row: the C echo server as ours, the Rust echo handler (measured in the same
+/// trials) as the peer.
+fn c_abi_row(
+    plan: &Plan,
+    layout: &Layout,
+    case: &Case,
+    c: &Side,
+    rust: &Side,
+) -> Result<Row, String> {
+    if let Some(why) = &c.failed {
+        return Err(why.clone());
+    }
+    let ours = c
+        .trials
+        .summary()
+        .ok_or("no trial of the C echo server ran")?;
+    let rust_sum = rust
+        .trials
+        .summary()
+        .ok_or("no trial of the Rust echo handler ran")?;
+    let mut latency = Vec::new();
+    let mut extra = Vec::new();
+    for (label, s) in [(C_ECHO, c), (RUST_ECHO, rust)] {
+        if let Some(l) = Latency::from_histogram(&s.hist) {
+            latency.push((label.to_string(), l));
+        }
+        if let Some(us) = s.server_us_per_msg.summary() {
+            extra.push((format!("{label} server CPU us per msg"), us));
+        }
+    }
+    let mut notes = vec![
+        format!(
+            "the C ABI's overhead: ffi/examples/echo_server.c (cc -O2, linked with the release \
+             libringfort_ffi.a, rf_config defaults, one core per server CPU, zero-copy \
+             rf_conn_send_data) against the Rust echo handler of engine/examples/echo.rs \
+             (EngineConfig::default()), both on CPUs {:?}, driven by the same load generator \
+             in the same {} interleaved trials as the row \"{}\"; target: C >= 0.9x Rust",
+            layout.server,
+            plan.trials,
+            case.name()
+        ),
+        "the C server is a child process; the Rust one runs in the harness process (each \
+         on its own pinned core threads)"
+            .to_string(),
+    ];
+    if let Some(n) = c.server_cpus.summary().zip(c.loadgen_cpus.summary()) {
+        notes.push(format!(
+            "CPU busy in the window (median): C echo server: server CPUs {:.0}%, load \
+             generator CPUs {:.0}%",
+            n.0.median * 100.0,
+            n.1.median * 100.0
+        ));
+    }
+    Ok(Row {
+        suite: SUITE,
+        case: format!("{}, C ABI", case.name()),
+        metric: "msgs/s",
+        higher_is_better: true,
+        ours,
+        peers: vec![(RUST_ECHO.to_string(), rust_sum)],
+        peers_not_run: Vec::new(),
+        notes,
+        latency,
+        extra,
+        sweep: None,
     })
 }
 

@@ -57,7 +57,9 @@
 //! - [`wal`]: the `wal` suite (ringfort-wal's durable appends against okaywal, with
 //!   fio's fdatasync and O_DIRECT limits).
 //! - [`echo`]: the `echo` suite (the ringfort engine's echo server against tokio, one
-//!   multi-thread runtime and one current-thread runtime per core).
+//!   multi-thread runtime and one current-thread runtime per core, and the C echo server
+//!   of the C ABI against the Rust one).
+//! - [`c_echo`]: building and running `ffi/examples/echo_server.c` for the `echo` suite.
 //! - [`resp`]: the `resp` suite (the RESP server against redis-server, driven by
 //!   redis-benchmark).
 //!
@@ -75,6 +77,7 @@
 //! 3. Latency figures come from an HDR histogram (p50/p99/p999), never a mean alone.
 //! 4. Rows of a sweep carry a [`report::Sweep`] naming their plot in [`plots`].
 
+mod c_echo;
 mod compare;
 mod echo;
 mod fio;

@@ -263,8 +263,9 @@ typedef struct rf_peer {
 // in an array indexed by `rf_core_index`. The `rf_core` handle is valid only during the
 // callback that received it, and only on its thread.
 typedef struct rf_handler {
-    // The core is up and its configured listeners are open. Runs once on each core's
-    // thread.
+    // The core is up and its configured listeners are open (connections are accepted
+    // once it returns). Runs once on each core's thread; `rf_engine_start` returns after
+    // every core has run it.
     void (*on_start)(void *user_data, struct rf_core *core);
     // A connection was accepted on `listener` (the configured listeners are 0, 1, ... in
     // the order they were added, on every core). `peer` is NULL when unknown. Runs on the
@@ -497,7 +498,7 @@ enum rf_status rf_core_listen(struct rf_core *core, const char *addr, uint32_t *
 // `bytes` is NULL (only with `len` 0) or points to `len` readable bytes.
 //
 // Threads: the callback's core thread, during the callback.
-enum rf_status rf_conn_send(struct rf_core *core, rf_conn conn, const uint8_t *bytes, size_t len);
+enum rf_status rf_conn_send(struct rf_core *core, rf_conn conn, const void *bytes, size_t len);
 
 // Zero copy: moves the first `len` received bytes of `data` (the view `on_data` got)
 // into `conn`'s send queue; they are consumed from `data`. The same connection or another
@@ -616,7 +617,7 @@ enum rf_status rf_core_wal_open(struct rf_core *core,
 // Threads: the callback's core thread (the one that opened `wal`), during a callback.
 enum rf_status rf_core_wal_append(struct rf_core *core,
                                   uint32_t wal,
-                                  const uint8_t *data,
+                                  const void *data,
                                   size_t len,
                                   uint64_t *lsn);
 
@@ -738,7 +739,8 @@ enum rf_status rf_buf_retain(const struct rf_buf *buf, struct rf_buf **out);
 void rf_buf_release(struct rf_buf *buf);
 
 // Starts the engine: probes the kernel, starts one core per configured CPU, opens the
-// configured listeners on every core, and returns once every core listens. `handler` is
+// configured listeners on every core, and returns once every core listens and has run
+// `on_start`. `handler` is
 // copied (`on_data` is required); `user_data` is passed to every callback, from every
 // core thread at once, so what it points to must be safe to use from those threads.
 // Errors: `RF_ERR_CONFIG` (the text names the field), `RF_ERR_UNSUPPORTED` (the kernel;
@@ -951,10 +953,7 @@ enum rf_status rf_wal_open(const char *dir,
 // `len` readable bytes; `lsn` is NULL or writable.
 //
 // Threads: any, concurrently.
-enum rf_status rf_wal_append(const struct rf_wal *wal,
-                             const uint8_t *data,
-                             size_t len,
-                             uint64_t *lsn);
+enum rf_status rf_wal_append(const struct rf_wal *wal, const void *data, size_t len, uint64_t *lsn);
 
 // Waits until every record appended before the call is done (written, and synced under
 // `RF_DURABILITY_SYNC`; under `RF_DURABILITY_NONE` this is how to make them durable).

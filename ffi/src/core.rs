@@ -147,12 +147,12 @@ pub unsafe extern "C" fn rf_core_listen(
 pub unsafe extern "C" fn rf_conn_send(
     core: *mut rf_core,
     conn: rf_conn,
-    bytes: *const u8,
+    bytes: *const c_void,
     len: usize,
 ) -> rf_status {
     guard("rf_conn_send", || {
         // SAFETY: NULL only with len 0, else `len` readable bytes (the contract).
-        let bytes = unsafe { arg_bytes(bytes, len, "bytes") }?;
+        let bytes = unsafe { arg_bytes(bytes.cast(), len, "bytes") }?;
         with_ctx(core, |cx, _| {
             if !cx.is_open(conn_id(conn)) {
                 return Err(no_conn());

@@ -101,14 +101,14 @@ pub unsafe extern "C" fn rf_core_wal_open(
 pub unsafe extern "C" fn rf_core_wal_append(
     core: *mut rf_core,
     wal: u32,
-    data: *const u8,
+    data: *const c_void,
     len: usize,
     lsn: *mut u64,
 ) -> rf_status {
     guard("rf_core_wal_append", || {
         need_out(lsn, "lsn")?;
         // SAFETY: NULL only with len 0, else readable (the contract).
-        let bytes = unsafe { arg_bytes(data, len, "data") }?;
+        let bytes = unsafe { arg_bytes(data.cast(), len, "data") }?;
         let got = with_ctx(
             core,
             |cx, _| Ok(cx.wal_append(WalId::from_u32(wal), bytes)?),

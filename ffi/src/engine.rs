@@ -214,7 +214,8 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 /// Starts the engine: probes the kernel, starts one core per configured CPU, opens the
-/// configured listeners on every core, and returns once every core listens. `handler` is
+/// configured listeners on every core, and returns once every core listens and has run
+/// `on_start`. `handler` is
 /// copied (`on_data` is required); `user_data` is passed to every callback, from every
 /// core thread at once, so what it points to must be safe to use from those threads.
 /// Errors: `RF_ERR_CONFIG` (the text names the field), `RF_ERR_UNSUPPORTED` (the kernel;

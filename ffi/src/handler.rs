@@ -69,8 +69,9 @@ pub struct rf_peer {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct rf_handler {
-    /// The core is up and its configured listeners are open. Runs once on each core's
-    /// thread.
+    /// The core is up and its configured listeners are open (connections are accepted
+    /// once it returns). Runs once on each core's thread; `rf_engine_start` returns after
+    /// every core has run it.
     pub on_start: Option<unsafe extern "C" fn(user_data: *mut c_void, core: *mut rf_core)>,
     /// A connection was accepted on `listener` (the configured listeners are 0, 1, ... in
     /// the order they were added, on every core). `peer` is NULL when unknown. Runs on the
@@ -366,13 +367,14 @@ impl Handler for FfiHandler {
                 return;
             }
         }
-        self.gate.update(|st| st.listening += 1);
         if let Some(f) = self.cb.h.on_start {
             let ud = self.cb.user_data;
             // SAFETY: the application's callback with its user_data, on a core thread,
             // with a core handle valid for the call (`with_core_handle`).
             crate::core::with_core_handle(cx, self.cb, |core| unsafe { f(ud, core) });
         }
+        // Counted after on_start, so rf_engine_start returns once every core ran it.
+        self.gate.update(|st| st.listening += 1);
     }
 
     fn on_open(

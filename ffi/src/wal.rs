@@ -2,7 +2,7 @@
 //! blocking, thread-safe driver: concurrent appenders share each group commit), and
 //! `rf_wal_reader`, a replay iterator over a log directory.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard};
 
@@ -410,13 +410,13 @@ unsafe fn open_wal<'a>(wal: *const rf_wal) -> Result<RwLockReadGuard<'a, Option<
 #[no_mangle]
 pub unsafe extern "C" fn rf_wal_append(
     wal: *const rf_wal,
-    data: *const u8,
+    data: *const c_void,
     len: usize,
     lsn: *mut u64,
 ) -> rf_status {
     guard("rf_wal_append", || {
         // SAFETY: NULL only with len 0, else readable (the contract).
-        let bytes = unsafe { arg_bytes(data, len, "data") }?;
+        let bytes = unsafe { arg_bytes(data.cast(), len, "data") }?;
         // SAFETY: NULL or live (the contract).
         let g = unsafe { open_wal(wal) }?;
         let got = g.as_ref().expect("checked open").append(bytes)?;

@@ -69,10 +69,7 @@ fn every_declared_name_is_prefixed() {
         } else if let Some(open) = line.find('(') {
             if line.ends_with(';') || line.ends_with(',') || line.ends_with('(') {
                 let head = &line[..open];
-                if let Some(name) = head
-                    .split([' ', '*'])
-                    .rfind(|s| !s.is_empty())
-                {
+                if let Some(name) = head.split([' ', '*']).rfind(|s| !s.is_empty()) {
                     if !line.starts_with('(') && head.contains(' ') {
                         names.push(name.to_string());
                     }
