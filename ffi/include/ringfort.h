@@ -330,7 +330,8 @@ extern "C" {
 const char *rf_version(void);
 
 // A new configuration with the engine's defaults: every CPU this process may use, a
-// 4096-entry ring per core, no listeners. NULL only if memory ran out.
+// 4096-entry ring per core, no listeners. NULL only on an internal error (the last-error
+// text says which).
 //
 // Threads: any.
 struct rf_config *rf_config_new(void);
