@@ -298,9 +298,9 @@ typedef struct rf_handler {
                        uint64_t tag,
                        void *msg);
     // A message that was accepted by `rf_core_post` or `rf_engine_post` but never
-    // delivered, because the engine stopped first: free what `msg` points to here. Runs
-    // on whichever thread drops it (a core thread while it stops, or the thread in
-    // `rf_engine_free`), with no core handle.
+    // delivered (the engine stopped first, or `on_message` is NULL): free what `msg`
+    // points to here. Runs on whichever thread drops it (a core thread, or the thread in
+    // `rf_engine_wait` or `rf_engine_free`), with no core handle.
     void (*on_message_dropped)(void *user_data, uint64_t tag, void *msg);
     // Every record of core log `wal` below `durable_lsn` is durable (written, and synced
     // under `RF_DURABILITY_SYNC`). Runs on the thread of the core that opened the log.
@@ -330,7 +330,8 @@ extern "C" {
 const char *rf_version(void);
 
 // A new configuration with the engine's defaults: every CPU this process may use, a
-// 4096-entry ring per core, no listeners. NULL only if memory ran out.
+// 4096-entry ring per core, no listeners. NULL only on an internal error (the last-error
+// text says which).
 //
 // Threads: any.
 struct rf_config *rf_config_new(void);

@@ -21,7 +21,8 @@ pub struct rf_config {
 }
 
 /// A new configuration with the engine's defaults: every CPU this process may use, a
-/// 4096-entry ring per core, no listeners. NULL only if memory ran out.
+/// 4096-entry ring per core, no listeners. NULL only on an internal error (the last-error
+/// text says which).
 ///
 /// Threads: any.
 #[no_mangle]

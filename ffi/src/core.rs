@@ -67,17 +67,23 @@ pub(crate) fn with_ctx<R>(
              its callback, passed to another thread, or used inside a nested callback)",
         ));
     }
+    /// Puts the handle back when the call ends, by a return or a caught panic.
+    struct Resume(*mut rf_core);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
     CURRENT.with(|c| c.set(std::ptr::null_mut()));
+    let _resume = Resume(core);
     // SAFETY: `core` equals `CURRENT`, which `with_core_handle` set to its live stack
     // handle and resets before returning, so the callback is still running on this thread
     // and the handle and its `Ctx` are live. The `Ctx` is used by nothing else meanwhile:
     // the engine is inside the callback, and clearing `CURRENT` keeps nested calls out.
-    let r = unsafe {
+    unsafe {
         let h = &*core;
         f(&mut *h.ctx, &h.cb)
-    };
-    CURRENT.with(|c| c.set(core));
-    r
+    }
 }
 
 fn conn_id(conn: rf_conn) -> ConnId {

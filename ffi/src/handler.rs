@@ -130,9 +130,9 @@ pub struct rf_handler {
         ),
     >,
     /// A message that was accepted by `rf_core_post` or `rf_engine_post` but never
-    /// delivered, because the engine stopped first: free what `msg` points to here. Runs
-    /// on whichever thread drops it (a core thread while it stops, or the thread in
-    /// `rf_engine_free`), with no core handle.
+    /// delivered (the engine stopped first, or `on_message` is NULL): free what `msg`
+    /// points to here. Runs on whichever thread drops it (a core thread, or the thread in
+    /// `rf_engine_wait` or `rf_engine_free`), with no core handle.
     pub on_message_dropped:
         Option<unsafe extern "C" fn(user_data: *mut c_void, tag: u64, msg: *mut c_void)>,
     /// Every record of core log `wal` below `durable_lsn` is durable (written, and synced

@@ -152,6 +152,7 @@ static void standalone(const char *dir) {
 
 struct core_state {
     const char *dir;
+    rf_core *opening; /* the core handle of the on_start that is opening the log */
     int abort_replay;
     atomic_int replayed;
     atomic_int replay_bad;
@@ -165,6 +166,9 @@ struct core_state {
 static int replay_cb(void *ud, const rf_record *rec) {
     struct core_state *st = ud;
     char expect[2048];
+    /* The replay runs inside rf_core_wal_open: the core handle is suspended meanwhile. */
+    rf_timer t;
+    CHECK_STATUS(rf_core_timer(st->opening, 1, 1, &t), RF_ERR_WRONG_THREAD);
     size_t len = make_record(expect, 9, (int)rec->lsn - 1);
     if (rec->len != len || memcmp(rec->data, expect, len) != 0) atomic_fetch_add(&st->replay_bad, 1);
     atomic_fetch_add(&st->replayed, 1);
@@ -175,6 +179,7 @@ static void core_on_start(void *ud, rf_core *core) {
     struct core_state *st = ud;
     heartbeat(core);
     rf_wal_report rep;
+    st->opening = core;
     st->open_status = rf_core_wal_open(core, st->dir, NULL, 0, replay_cb, st, &rep, &st->wal);
     if (st->open_status != RF_OK) {
         snprintf(st->open_error, sizeof st->open_error, "%s", rf_last_error_message());
