@@ -364,8 +364,8 @@ enum rf_status rf_config_set_cores(struct rf_config *cfg, size_t cores);
 enum rf_status rf_config_set_cpus(struct rf_config *cfg, const size_t *cpus, size_t count);
 
 // Adds a listener that every core opens at start, with `SO_REUSEPORT` so the kernel
-// spreads connections over the cores. `addr` is "IP:PORT" ("127.0.0.1:7000",
-// "[::1]:7000"). Port 0 picks a free port at `rf_engine_start`, the same on every core;
+// spreads connections over the cores. `addr` is "IP:PORT" (`127.0.0.1:7000`,
+// `[::1]:7000`). Port 0 picks a free port at `rf_engine_start`, the same on every core;
 // `rf_engine_listener_port` tells which. At most `RF_MAX_LISTENERS`.
 //
 // # Safety

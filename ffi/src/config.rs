@@ -111,8 +111,8 @@ pub unsafe extern "C" fn rf_config_set_cpus(
 }
 
 /// Adds a listener that every core opens at start, with `SO_REUSEPORT` so the kernel
-/// spreads connections over the cores. `addr` is "IP:PORT" ("127.0.0.1:7000",
-/// "[::1]:7000"). Port 0 picks a free port at `rf_engine_start`, the same on every core;
+/// spreads connections over the cores. `addr` is "IP:PORT" (`127.0.0.1:7000`,
+/// `[::1]:7000`). Port 0 picks a free port at `rf_engine_start`, the same on every core;
 /// `rf_engine_listener_port` tells which. At most `RF_MAX_LISTENERS`.
 ///
 /// # Safety

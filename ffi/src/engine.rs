@@ -1,6 +1,6 @@
 //! `rf_engine`: start, post from outside, stats, stop, wait, free.
 //!
-//! The handle keeps the [`Engine`] behind a mutex that is held only briefly, so one thread
+//! The handle keeps the `Engine` behind a mutex that is held only briefly, so one thread
 //! can block in `rf_engine_wait` while others post or stop. Waiting first waits for every
 //! core's handler to be dropped (each core counts itself out as it finishes), and only
 //! then takes the engine out to join its threads.

@@ -1,4 +1,4 @@
-//! `rf_handler`, the C callbacks, and [`FfiHandler`], the engine handler that calls them.
+//! `rf_handler`, the C callbacks, and `FfiHandler`, the engine handler that calls them.
 //!
 //! The engine builds one `FfiHandler` per core, on that core's thread. Each callback gets
 //! a `rf_core` handle that lives on the handler's stack for the duration of the call; a

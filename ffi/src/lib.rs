@@ -9,7 +9,7 @@
 //!
 //! 1. **Configure and start.** C builds an `rf_config` and calls `rf_engine_start` with
 //!    an `rf_handler` (a struct of function pointers) and a `void *user_data`. Each core
-//!    thread gets an [`handler::FfiHandler`], the engine handler that opens the configured
+//!    thread gets an `FfiHandler` (in `handler`), the engine handler that opens the configured
 //!    listeners and calls the C functions.
 //! 2. **Callbacks.** Every engine callback becomes a C call with an `rf_core` handle that
 //!    is valid only during that call, on that thread; received bytes arrive as an
@@ -28,7 +28,7 @@
 //! no-op). Fallible calls return [`status::rf_status`]; `rf_last_error_message()` holds
 //! the text, per thread. NULL or invalid arguments give `RF_ERR_INVALID_ARGUMENT`.
 //! Enumerations C passes in are taken as integers and checked, so no value is undefined
-//! behaviour. Each body runs inside [`status::guard`], which turns a panic into
+//! behaviour. Each body runs inside `status::guard`, which turns a panic into
 //! `RF_ERR_PANIC` before it can unwind into C (a test checks every `extern "C"` function
 //! is written that way).
 

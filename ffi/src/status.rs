@@ -1,7 +1,7 @@
 //! `rf_status`, the per-thread error text, and the panic boundary every entry point runs
 //! inside.
 //!
-//! An entry point's body is one call to [`guard`] (or [`guard_or`] for the few that
+//! An entry point's body is one call to `guard` (or `guard_or` for the few that
 //! return a value rather than a status). The closure returns `Result<_, Error>`; an
 //! error sets this thread's last-error text and becomes its status, and a panic is caught
 //! here, before it can unwind into C, and becomes `RF_ERR_PANIC`.
