@@ -135,6 +135,12 @@ fn main() {
         std::process::exit(1);
     }
     let addr = SocketAddr::new(args.bind, args.port);
+    // The cores listen with SO_REUSEPORT, which would silently share the port with any
+    // other process of this user listening there; a plain bind first refuses that.
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        eprintln!("ringfort resp-server: cannot listen on {addr}: {e}");
+        std::process::exit(1);
+    }
     let shared = Arc::new(server::Shared::new(args.clone(), cores, addr));
     let s2 = Arc::clone(&shared);
     let engine = match Engine::start(config, move |core| {
