@@ -290,7 +290,6 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let dir = temp_dir("crash");
-    let port = free_port();
     // Small checkpoints, so checkpoints and log truncation race with the kills too.
     let args = [
         "--checkpoint-bytes",
@@ -308,7 +307,7 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
     let mut acked_writes = 0u64;
     let mut first_of_cycle = 0;
     for cycle in 0..cycles {
-        let srv = Server::start(&dir, port, &args);
+        let srv = Server::start(&dir, &args);
         let what = format!("cycle {cycle}");
         let mut sample: Vec<&(String, String)> = oracle.sets[first_of_cycle..].iter().collect();
         for _ in 0..256.min(first_of_cycle) {
@@ -418,7 +417,7 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
             tear(&wal, &oracle, &mut rng, &mut tears);
         }
     }
-    let srv = Server::start(&dir, port, &args);
+    let srv = Server::start(&dir, &args);
     verify_sets(&srv, &oracle.sets.iter().collect::<Vec<_>>(), "final check");
     verify_and_rebase(&srv, &mut oracle, "final check");
     eprintln!(

@@ -63,7 +63,7 @@ impl Good {
 
 fn with_server(tag: &str, opts: &Opts<'_>) -> (Server, PathBuf) {
     let dir = temp_dir(tag);
-    (Server::launch(&dir, free_port(), opts), dir)
+    (Server::launch(&dir, opts), dir)
 }
 
 /// Reads until the server closes the connection (or 30 s pass, which fails).

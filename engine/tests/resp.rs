@@ -15,7 +15,7 @@ use common::resp::*;
 #[test]
 fn commands_reply_like_redis() {
     let dir = temp_dir("commands");
-    let srv = Server::start(&dir, free_port(), &[]);
+    let srv = Server::start(&dir, &[]);
     let mut s = srv.conn();
     let cases: Vec<(Vec<&[u8]>, &[u8])> = vec![
         (vec![b"PING"], b"+PONG\r\n"),
@@ -112,7 +112,7 @@ fn commands_reply_like_redis() {
 #[test]
 fn protocol_errors_close_only_that_connection() {
     let dir = temp_dir("proto");
-    let srv = Server::start(&dir, free_port(), &[]);
+    let srv = Server::start(&dir, &[]);
     let mut good = srv.conn();
     let mut bad = srv.conn();
     bad.write_all(b"*1\r\n$abc\r\n").unwrap();
@@ -153,11 +153,7 @@ fn admitted(srv: &Server) -> TcpStream {
 #[test]
 fn redis_cli_and_auth_and_maxclients() {
     let dir = temp_dir("auth");
-    let srv = Server::start(
-        &dir,
-        free_port(),
-        &["--requirepass", "s3cret", "--maxclients", "3"],
-    );
+    let srv = Server::start(&dir, &["--requirepass", "s3cret", "--maxclients", "3"]);
     let mut s = srv.conn();
     assert_eq!(
         call(&mut s, &[b"GET", b"x"]),
@@ -191,7 +187,7 @@ fn redis_cli_and_auth_and_maxclients() {
 #[test]
 fn large_values_and_pipelining() {
     let dir = temp_dir("large");
-    let srv = Server::start(&dir, free_port(), &[]);
+    let srv = Server::start(&dir, &[]);
     let mut s = srv.conn();
     for size in [64 << 10, 16 << 20] {
         let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -232,7 +228,7 @@ fn large_values_and_pipelining() {
 #[test]
 fn pubsub_across_cores() {
     let dir = temp_dir("pubsub");
-    let srv = Server::start(&dir, free_port(), &[]);
+    let srv = Server::start(&dir, &[]);
     let mut subs: Vec<BufReader<TcpStream>> = Vec::new();
     for i in 0..12 {
         let mut s = srv.conn();
@@ -268,8 +264,7 @@ fn pubsub_across_cores() {
 #[test]
 fn restart_keeps_the_data() {
     let dir = temp_dir("restart");
-    let port = free_port();
-    let srv = Server::start(&dir, port, &[]);
+    let srv = Server::start(&dir, &[]);
     let mut s = srv.conn();
     for i in 0..500 {
         let k = format!("key:{i}");
@@ -282,7 +277,7 @@ fn restart_keeps_the_data() {
     assert_eq!(call(&mut s, &[b"DEL", b"key:7"]), b":1\r\n");
     drop(s);
     srv.stop();
-    let srv = Server::start(&dir, port, &[]);
+    let srv = Server::start(&dir, &[]);
     let mut s = srv.conn();
     for i in 0..500 {
         let k = format!("key:{i}");

@@ -33,12 +33,7 @@ fn text(reply: Vec<u8>) -> String {
 #[test]
 fn a_failed_fsync_fails_its_write_takes_it_back_and_the_log_carries_on() {
     let dir = temp_dir("fault-fsync");
-    let port = free_port();
-    let srv = Server::launch(
-        &dir,
-        port,
-        &one_core(&[], &[("RINGFORT_FAULTS", "fsync@3=EIO")]),
-    );
+    let srv = Server::launch(&dir, &one_core(&[], &[("RINGFORT_FAULTS", "fsync@3=EIO")]));
     let mut s = srv.conn();
     assert_eq!(call(&mut s, &[b"SET", b"a", b"1"]), b"+OK\r\n");
     assert_eq!(call(&mut s, &[b"SET", b"k", b"v1"]), b"+OK\r\n");
@@ -71,7 +66,7 @@ fn a_failed_fsync_fails_its_write_takes_it_back_and_the_log_carries_on() {
     assert!(segments >= 2, "the log did not move to a new segment");
     drop(s);
     srv.stop();
-    let srv = Server::launch(&dir, port, &one_core(&[], &[]));
+    let srv = Server::launch(&dir, &one_core(&[], &[]));
     let mut s = srv.conn();
     assert_eq!(call(&mut s, &[b"GET", b"k"]), bulk(b"v1+kept"));
     assert_eq!(call(&mut s, &[b"GET", b"a"]), bulk(b"1"));
@@ -85,8 +80,7 @@ fn a_failed_fsync_fails_its_write_takes_it_back_and_the_log_carries_on() {
 #[test]
 fn injected_enospc_fails_writers_until_space_returns() {
     let dir = temp_dir("fault-enospc");
-    let port = free_port();
-    let srv = Server::launch(&dir, port, &one_core(&[], &[]));
+    let srv = Server::launch(&dir, &one_core(&[], &[]));
     let mut s = srv.conn();
     for i in 0..20 {
         let k = format!("old:{i}");
@@ -96,7 +90,7 @@ fn injected_enospc_fails_writers_until_space_returns() {
     srv.stop();
     // A restarted log continues in a new segment, created at the first write.
     let env = [("RINGFORT_FAULTS", "fallocate@1+3=ENOSPC")];
-    let srv = Server::launch(&dir, port, &one_core(&[], &env));
+    let srv = Server::launch(&dir, &one_core(&[], &env));
     let mut s = srv.conn();
     for attempt in 0..3 {
         let reply = text(call(&mut s, &[b"SET", b"new", b"value"]));
@@ -116,7 +110,7 @@ fn injected_enospc_fails_writers_until_space_returns() {
     assert_eq!(srv.info_field("ringfort_wal_failures"), "3");
     drop(s);
     srv.stop();
-    let srv = Server::launch(&dir, port, &one_core(&[], &[]));
+    let srv = Server::launch(&dir, &one_core(&[], &[]));
     let mut s = srv.conn();
     assert_eq!(call(&mut s, &[b"GET", b"new"]), bulk(b"value"));
     assert_eq!(call(&mut s, &[b"DBSIZE"]), b":21\r\n");
@@ -176,9 +170,8 @@ fn fill(path: &Path) {
 fn a_full_tmpfs_fails_writers_until_space_returns() {
     let fs = Tmpfs::mount("200m");
     let dir = fs.0.join("data");
-    let port = free_port();
     let args = ["--wal-segment-size", "75497472", "--wal-spares", "0"];
-    let srv = Server::launch(&dir, port, &one_core(&args, &[]));
+    let srv = Server::launch(&dir, &one_core(&args, &[]));
     let mut s = srv.conn();
     for i in 0..50 {
         let k = format!("old:{i}");
@@ -188,7 +181,7 @@ fn a_full_tmpfs_fails_writers_until_space_returns() {
     srv.stop();
     let filler = fs.0.join("filler");
     fill(&filler);
-    let srv = Server::launch(&dir, port, &one_core(&args, &[]));
+    let srv = Server::launch(&dir, &one_core(&args, &[]));
     let mut s = srv.conn();
     for attempt in 0..3 {
         let reply = text(call(&mut s, &[b"SET", b"new", b"value"]));
@@ -206,7 +199,7 @@ fn a_full_tmpfs_fails_writers_until_space_returns() {
     assert_eq!(call(&mut s, &[b"APPEND", b"new", b"+more"]), b":10\r\n");
     drop(s);
     srv.stop();
-    let srv = Server::launch(&dir, port, &one_core(&args, &[]));
+    let srv = Server::launch(&dir, &one_core(&args, &[]));
     let mut s = srv.conn();
     assert_eq!(call(&mut s, &[b"GET", b"new"]), bulk(b"value+more"));
     assert_eq!(call(&mut s, &[b"GET", b"old:0"]), bulk(b"before"));

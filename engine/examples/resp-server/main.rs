@@ -53,7 +53,7 @@ pub enum DurabilityArg {
 #[derive(Clone, Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
-    /// TCP port.
+    /// TCP port; 0 picks a free one (the "listening on" line names it).
     #[arg(long, default_value_t = 6380)]
     pub port: u16,
     /// Address to listen on (loopback by default, as Redis's protected mode intends).
@@ -134,13 +134,22 @@ fn main() {
         eprintln!("ringfort resp-server: {e}");
         std::process::exit(1);
     }
-    let addr = SocketAddr::new(args.bind, args.port);
     // The cores listen with SO_REUSEPORT, which would silently share the port with any
-    // other process of this user listening there; a plain bind first refuses that.
-    if let Err(e) = std::net::TcpListener::bind(addr) {
-        eprintln!("ringfort resp-server: cannot listen on {addr}: {e}");
-        std::process::exit(1);
-    }
+    // other process of this user listening there; a plain bind first refuses that (and,
+    // for port 0, picks the port).
+    let addr = match std::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .and_then(|probe| probe.local_addr())
+    {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!(
+                "ringfort resp-server: cannot listen on {}:{}: {e}",
+                args.bind, args.port
+            );
+            std::process::exit(1);
+        }
+    };
+    args.port = addr.port();
     let shared = Arc::new(server::Shared::new(args.clone(), cores, addr));
     let s2 = Arc::clone(&shared);
     let engine = match Engine::start(config, move |core| {

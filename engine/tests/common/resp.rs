@@ -1,5 +1,6 @@
 //! Driving the RESP server (engine/examples/resp-server) as a child process: building it,
-//! starting it on a free port, raw RESP requests and replies, redis-cli.
+//! starting it on a port it picks itself (`--port 0`, so concurrent tests never race for
+//! one), raw RESP requests and replies, redis-cli.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,14 +31,6 @@ pub fn server_bin() -> PathBuf {
             bin
         })
         .clone()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fresh (removed) directory path under the system temp dir.
@@ -71,14 +64,15 @@ impl Default for Opts<'_> {
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// The server's stderr, quoted when it fails to start.
+    log: PathBuf,
 }
 
 impl Server {
     /// Two cores and the given extra arguments.
-    pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
         Server::launch(
             dir,
-            port,
             &Opts {
                 args: extra,
                 ..Opts::default()
@@ -86,16 +80,22 @@ impl Server {
         )
     }
 
-    /// Starts the server and waits for its "listening" line.
-    pub fn launch(dir: &Path, port: u16, opts: &Opts<'_>) -> Server {
+    /// Starts the server on a port of its choosing and waits for its "listening" line.
+    pub fn launch(dir: &Path, opts: &Opts<'_>) -> Server {
+        static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!(
+            "ringfort-resp-server-{}-{n}.log",
+            std::process::id()
+        ));
         let mut cmd = Command::new(server_bin());
-        cmd.args(["--port", &port.to_string(), "--dir"])
+        cmd.args(["--port", "0", "--dir"])
             .arg(dir)
             .args(["--cores", &opts.cores.to_string()])
             .args(opts.args)
             .envs(opts.env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(&log).unwrap());
         if let Some(n) = opts.nofile {
             let lim = libc::rlimit {
                 rlim_cur: n,
@@ -116,17 +116,26 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("listening on"),
-            "server did not start: {line:?}"
-        );
+        // "ringfort resp-server listening on 127.0.0.1:PORT: N cores, ..."
+        let port = line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok())
+            .map(|a| a.port());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            panic!("server did not start: {line:?}; its stderr:\n{stderr}");
+        };
         assert!(
             line.contains(&format!("{} cores", opts.cores))
                 && line.contains("memory")
                 && line.contains("durability"),
             "{line}"
         );
-        Server { child, port }
+        Server { child, port, log }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -173,7 +182,11 @@ impl Server {
         // SAFETY: sends SIGTERM to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "server exited with {status}");
+        assert!(
+            status.success(),
+            "server exited with {status}; its stderr:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 
@@ -181,6 +194,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
