@@ -747,7 +747,9 @@ impl<M: Send + 'static> Io<M> {
             let (fd, gen) = (c.fd, c.gen);
             let zc = self.zc_candidate(key);
             if let Some((buf, range)) = zc {
-                let slot = buf.reg_slot();
+                // A block from another core's arena (a reply built there) is not in
+                // this ring's registration: it goes zero-copy without a fixed index.
+                let index = buf.is_from(&self.arena).then(|| buf.reg_slot().index);
                 // SAFETY: `range` lies inside the block.
                 let ptr = unsafe { buf.as_ptr().add(range.start) };
                 let len = range.len();
@@ -759,12 +761,12 @@ impl<M: Send + 'static> Io<M> {
                     len: len as u32,
                 });
                 let e = opcode::SendZc::new(types::Fd(fd), ptr, range.len() as u32)
-                    .buf_index(Some(slot.index))
+                    .buf_index(index)
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
                     .user_data(op);
-                // SAFETY: the block is registered (index `slot.index`) and held by the op
-                // until the kernel's notification CQE.
+                // SAFETY: the block is held by the op until the kernel's notification CQE,
+                // and a fixed index is given only for a block of this ring's arena.
                 unsafe { self.push(e) };
                 self.metrics.sends_zc += 1;
                 self.conns[key as usize].send_op = Some(op as u32);

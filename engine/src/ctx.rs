@@ -282,9 +282,10 @@ impl<M: Send + 'static> Ctx<'_, M> {
         Ok(())
     }
 
-    /// The registered index of `buf` when the arena is registered with the ring.
+    /// The registered index of `buf` when it is a block of this core's arena and that arena
+    /// is registered with the ring (a block from another core's arena is not).
     fn fixed_index(&self, buf: &PoolBuf) -> Option<u16> {
-        self.io.registered.then(|| buf.reg_slot().index)
+        (self.io.registered && buf.is_from(&self.io.arena)).then(|| buf.reg_slot().index)
     }
 
     /// Queues a read or write that hands `buf` back in `on_file`.

@@ -196,6 +196,10 @@ impl Arena {
     }
 
     #[inline]
+    pub(crate) fn inner_ptr(&self) -> NonNull<Inner> {
+        self.inner
+    }
+
     fn inner(&self) -> &Inner {
         // SAFETY: `inner` came from `Box::leak` in `new` and is freed only in `drop`.
         unsafe { self.inner.as_ref() }

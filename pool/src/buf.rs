@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
-use crate::arena::{Inner, SLOT_BITS, SLOT_MASK};
+use crate::arena::{Arena, Inner, SLOT_BITS, SLOT_MASK};
 
 /// Where a buffer sits in the arena's io_uring registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,14 @@ impl PoolBuf {
     /// The registered iovec index and offset of this block.
     pub fn reg_slot(&self) -> RegSlot {
         reg_slot(self.inner(), self.class, self.idx)
+    }
+
+    /// Whether the block belongs to `arena`. A registered index means something only to
+    /// the ring its own arena is registered with: a block that came from another core's
+    /// arena needs a plain (unregistered) operation.
+    #[inline]
+    pub fn is_from(&self, arena: &Arena) -> bool {
+        self.inner == arena.inner_ptr()
     }
 
     /// Turns this block into a shared one with a reference count of one.
@@ -202,6 +210,14 @@ impl SharedBuf {
     /// The registered iovec index and offset of this block.
     pub fn reg_slot(&self) -> RegSlot {
         reg_slot(self.inner(), self.class, self.idx)
+    }
+
+    /// Whether the block belongs to `arena`. A registered index means something only to
+    /// the ring its own arena is registered with: a block that came from another core's
+    /// arena needs a plain (unregistered) operation.
+    #[inline]
+    pub fn is_from(&self, arena: &Arena) -> bool {
+        self.inner == arena.inner_ptr()
     }
 
     /// The whole block for writing, when this is the only handle.

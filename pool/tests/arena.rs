@@ -1,5 +1,6 @@
 //! Arena behaviour at its bounds: exhaustion as a value, growth by whole chunks up to the
-//! cap, counters, registration data, and the report of what backing it got.
+//! cap, counters, registration data, which arena a block belongs to, and the report of what
+//! backing it got.
 
 use ringfort_pool::{
     Arena, Backing, BackingPref, Growth, NumaPolicy, PoolConfig, PoolError, Registration,
@@ -126,6 +127,20 @@ fn registration_data_covers_every_buffer_once() {
         assert!(seen.insert(ptr as usize));
     }
     assert_eq!(arena.memlock_bytes(), 2 * arena.stats().chunks[0].bytes);
+}
+
+#[test]
+fn blocks_know_which_arena_they_belong_to() {
+    let a = Arena::new(config(Growth::Fixed)).unwrap();
+    let b = Arena::new(config(Growth::Fixed)).unwrap();
+    let from_a = a.alloc(100).unwrap();
+    let from_b = b.alloc(100).unwrap();
+    // Same class and slot in both arenas: only ownership tells them apart.
+    assert_eq!(from_a.reg_slot(), from_b.reg_slot());
+    assert!(from_a.is_from(&a) && !from_a.is_from(&b));
+    assert!(from_b.is_from(&b) && !from_b.is_from(&a));
+    let shared = from_a.into_shared();
+    assert!(shared.is_from(&a) && !shared.is_from(&b));
 }
 
 #[test]
