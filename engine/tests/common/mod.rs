@@ -1,5 +1,6 @@
-//! Shared test scaffolding: an echo handler, engine start-up on a free loopback port, and
-//! file-descriptor limits; [`resp`] drives the RESP server as a child process.
+//! Shared test scaffolding: an echo handler, engine start-up on a loopback port no other
+//! test of the process uses, and file-descriptor limits; [`resp`] drives the RESP server
+//! as a child process.
 #![allow(dead_code)]
 
 pub mod resp;
@@ -29,10 +30,27 @@ impl Handler for Echo {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback port no other test of this process is given, and free now.
+///
+/// The engine listens with SO_REUSEPORT, so two engines given the same port would share
+/// its connections. `bind(0)` could hand two concurrent tests the same port (the first
+/// probe is closed before the second asks), so ports come from a per-process counter
+/// instead, below the ephemeral range the kernel gives clients and `bind(0)`.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (base + n) % SPAN) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// A config for tests: `cores` cores and a small pool.
