@@ -133,6 +133,16 @@ pub struct EngineConfig {
     pub send_zc_threshold: usize,
     /// Close connections that receive nothing for this long.
     pub idle_timeout: Option<Duration>,
+    /// Completion batching: a core that reaped two or more completions last tick asks the
+    /// kernel for as many again (at most 64) and waits up to this long for them before it
+    /// takes fewer, so a busy core makes fewer `io_uring_enter` calls. Zero (the default)
+    /// turns it off. It trades latency for CPU: in one quiet echo run (1 server CPU,
+    /// loopback) 50 us cut the enters per 1,000 messages from 470-1,270 to 40-340 at 50 to
+    /// 1,000 connections and the server CPU per message by 6-23%, but cost 18% of the
+    /// throughput at 10 connections, where waiting delays replies the clients are waiting
+    /// for. At most 1 s. Needs `IORING_FEAT_MIN_TIMEOUT` (Linux 6.12); without it the
+    /// setting is ignored and the probe lists it as degraded.
+    pub batch_wait: Duration,
 }
 
 impl Default for EngineConfig {
@@ -166,6 +176,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             send_zc_threshold: 64 << 10,
             idle_timeout: None,
+            batch_wait: Duration::ZERO,
         }
     }
 }
@@ -174,6 +185,12 @@ impl EngineConfig {
     /// Checks the bounds against each other; the error names the field.
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |m: String| Err(EngineError::Config(m));
+        if self.batch_wait > Duration::from_secs(1) {
+            return bad(format!(
+                "batch_wait {:?} is above the 1 s bound",
+                self.batch_wait
+            ));
+        }
         let r = &self.recv;
         for (name, size, count) in [
             ("small", r.small_size, r.small_count),

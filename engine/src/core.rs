@@ -201,9 +201,14 @@ pub(crate) struct Io<M> {
     /// Whether the arena is registered with the ring (fixed-buffer ops allowed).
     pub registered: bool,
     cqes: Vec<(u64, i32, u32)>,
+    /// Completions the last tick reaped (the batch a busy core waits for next).
+    last_reaped: u32,
+    /// `EngineConfig::batch_wait` in microseconds; zero when off or unsupported.
+    batch_us: u32,
     pub epoch: Instant,
     pub now: Instant,
-    eventfd: OwnedFd,
+    /// Owned by `shared`, which outlives this core.
+    eventfd: RawFd,
     efd_buf: Box<u64>,
     stopping: Option<Instant>,
     forced: bool,
@@ -244,15 +249,14 @@ impl<M: Send + 'static> Io<M> {
         }
         let small = BufRing::new(&ring, &arena, 0, cfg.recv.small_count, cfg.recv.small_size)?;
         let large = BufRing::new(&ring, &arena, 1, cfg.recv.large_count, cfg.recv.large_size)?;
-        // SAFETY: plain eventfd(2); the result is checked before it is owned.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(EngineError::io("eventfd", std::io::Error::last_os_error()));
-        }
-        // SAFETY: `efd` is a fresh descriptor nothing else owns.
-        let eventfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(efd) };
+        let eventfd = shared.eventfd(core);
         let l = &cfg.limits;
         let now = Instant::now();
+        let batch_us = if features.min_timeout {
+            u32::try_from(cfg.batch_wait.as_micros()).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         let mut io = Io {
             core,
             ncores: senders.len(),
@@ -273,6 +277,8 @@ impl<M: Send + 'static> Io<M> {
             small,
             large,
             timers: Timers::new(l.max_timers + 16),
+            last_reaped: 0,
+            batch_us,
             wals: Slab::new(),
             wal_events: Vec::new(),
             pushed: vec![false; senders.len()],
@@ -302,10 +308,6 @@ impl<M: Send + 'static> Io<M> {
 
     pub fn ring_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
-    }
-
-    pub fn eventfd(&self) -> RawFd {
-        self.eventfd.as_raw_fd()
     }
 
     /// Registers the iovecs of chunks the arena mapped since the last call.
@@ -352,33 +354,40 @@ impl<M: Send + 'static> Io<M> {
     }
 
     /// One `io_uring_enter`: submit what is queued, run deferred completions, and wait for
-    /// at least one completion (up to `timeout`) when `wait`.
+    /// at least one completion (up to `timeout`) when `wait`; a busy core waits for a batch
+    /// (see [`batch_want`]).
     fn enter(&mut self, wait: bool, timeout: Option<Duration>) {
         const GETEVENTS: u32 = 1;
         const EXT_ARG: u32 = 8;
         let to_submit = self.ring.submission().len() as u32;
         self.metrics.enters += 1;
-        let res = match (wait, timeout) {
-            (true, Some(t)) => {
-                let ts = timespec(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                // SAFETY: `args` is a valid getevents argument for EXT_ARG, live for the call.
-                unsafe {
-                    self.ring
-                        .submitter()
-                        .enter(to_submit, 1, GETEVENTS | EXT_ARG, Some(&args))
-                }
+        let want = batch_want(wait, self.last_reaped, self.batch_us);
+        let res = if want > 1 || (wait && timeout.is_some()) {
+            let ts = timeout.map(timespec);
+            let mut args = types::SubmitArgs::new();
+            if want > 1 {
+                args = args.min_wait_usec(self.batch_us);
             }
-            (wait, _) => {
-                // SAFETY: no argument is passed; the flags ask only to submit and reap.
-                unsafe {
-                    self.ring.submitter().enter::<libc::sigset_t>(
-                        to_submit,
-                        wait as u32,
-                        GETEVENTS,
-                        None,
-                    )
-                }
+            let args = match &ts {
+                Some(ts) => args.timespec(ts),
+                None => args,
+            };
+            // SAFETY: `args` (and the timespec it may point at) is a valid getevents
+            // argument for EXT_ARG, live for the call.
+            unsafe {
+                self.ring
+                    .submitter()
+                    .enter(to_submit, want, GETEVENTS | EXT_ARG, Some(&args))
+            }
+        } else {
+            // SAFETY: no argument is passed; the flags ask only to submit and reap.
+            unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    to_submit,
+                    wait as u32,
+                    GETEVENTS,
+                    None,
+                )
             }
         };
         if let Err(e) = res {
@@ -392,7 +401,7 @@ impl<M: Send + 'static> Io<M> {
     fn arm_eventfd(&mut self) {
         let key = self.new_op(Op::EventFd);
         let e = opcode::Read::new(
-            types::Fd(self.eventfd.as_raw_fd()),
+            types::Fd(self.eventfd),
             (&mut *self.efd_buf as *mut u64).cast(),
             8,
         )
@@ -894,12 +903,19 @@ impl<M: Send + 'static> Io<M> {
                 continue;
             }
             let fd = self.shared.ring_fds[target].load(Ordering::Acquire);
+            if fd < 0 {
+                // That core has closed its ring: it reads no more messages.
+                continue;
+            }
             let op = self.new_op(Op::Wake);
             let e = opcode::MsgRingData::new(types::Fd(fd), 0, WAKE_TAG, None)
                 .build()
                 .user_data(op);
-            // SAFETY: MSG_RING carries only integers; the target ring outlives every core
-            // loop (rings close only after all cores have stopped).
+            // SAFETY: MSG_RING carries only integers. A core clears its ring fd before it
+            // closes the ring, so a closed ring is not targeted from then on; an SQE
+            // queued just before that (submitted at the next enter) can still reach the
+            // old number, which then fails with EBADFD or, if another ring took the
+            // number, posts a WAKE_TAG completion there that carries nothing.
             unsafe { self.push(e) };
             self.metrics.wakes_sent += 1;
         }
@@ -971,6 +987,22 @@ pub(crate) struct Core<H: Handler> {
     pub handler: H,
     pub inbound: Vec<(usize, Receiver<H::Msg>)>,
 }
+
+/// Completions to wait for: one when `wait`, none otherwise; with batching on (`batch_us`
+/// > 0), as many as the last tick reaped when that was two or more (a busy core), at most
+/// [`MAX_BATCH`]. The kernel returns with fewer once `batch_us` has passed.
+fn batch_want(wait: bool, last_reaped: u32, batch_us: u32) -> u32 {
+    if !wait {
+        0
+    } else if batch_us > 0 && last_reaped >= 2 {
+        last_reaped.min(MAX_BATCH)
+    } else {
+        1
+    }
+}
+
+/// The largest completion batch a core waits for.
+const MAX_BATCH: u32 = 64;
 
 impl<H: Handler> Core<H> {
     fn ctx(&mut self) -> (&mut H, Ctx<'_, H::Msg>) {
@@ -1065,6 +1097,7 @@ impl<H: Handler> Core<H> {
             }
         }
         let n = io.cqes.len() as u64;
+        io.last_reaped = n as u32;
         io.metrics.completions += n;
         io.metrics.max_completions_per_tick = io.metrics.max_completions_per_tick.max(n);
         for i in 0..self.io.cqes.len() {
@@ -1671,6 +1704,7 @@ impl<H: Handler> Core<H> {
             inbound,
         } = self;
         let (core, self_metrics) = (io.core, io.metrics);
+        io.shared.ring_fds[core].store(-1, Ordering::Release);
         let Io {
             ring,
             arena,
@@ -1703,5 +1737,20 @@ impl<H: Handler> Core<H> {
         metrics.live_buffers_at_exit = arena.live_buffers() as u64;
         shared.publish_metrics(core, &metrics);
         drop(arena);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_want, MAX_BATCH};
+
+    #[test]
+    fn a_core_waits_for_a_batch_only_when_busy_and_batching() {
+        assert_eq!(batch_want(false, 40, 50), 0, "no wait, no batch");
+        assert_eq!(batch_want(true, 40, 0), 1, "batching off");
+        assert_eq!(batch_want(true, 0, 50), 1, "idle core");
+        assert_eq!(batch_want(true, 1, 50), 1, "one completion is not busy");
+        assert_eq!(batch_want(true, 12, 50), 12);
+        assert_eq!(batch_want(true, 5000, 50), MAX_BATCH);
     }
 }

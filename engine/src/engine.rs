@@ -1,7 +1,7 @@
 //! [`Engine`]: starting the cores, talking to them from outside, and stopping them.
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,8 +19,11 @@ use crate::probe::{self, Features};
 pub(crate) struct Shared<M> {
     /// Each core's ring fd, the target of `IORING_OP_MSG_RING` wake-ups.
     pub ring_fds: Vec<AtomicI32>,
-    /// Each core's eventfd, written to wake it from outside the engine.
-    eventfds: Vec<AtomicI32>,
+    /// Each core's eventfd, written to wake it from outside the engine. Owned here, not by
+    /// the core, so it stays open as long as anyone can write to it: a core that closed
+    /// its own could have the number reused (by a socket accepted anywhere in the
+    /// process) before a late `wake` wrote 8 bytes into it.
+    eventfds: Vec<OwnedFd>,
     /// Messages from threads outside the engine, bounded per core.
     external: Vec<Mutex<VecDeque<M>>>,
     external_cap: usize,
@@ -33,10 +36,21 @@ pub(crate) struct Shared<M> {
 }
 
 impl<M> Shared<M> {
-    fn new(n: usize, external_cap: usize) -> Shared<M> {
-        Shared {
+    fn new(n: usize, external_cap: usize) -> Result<Shared<M>, EngineError> {
+        let eventfds = (0..n)
+            .map(|_| {
+                // SAFETY: plain eventfd(2); the result is checked before it is owned.
+                let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+                if efd < 0 {
+                    return Err(EngineError::io("eventfd", std::io::Error::last_os_error()));
+                }
+                // SAFETY: `efd` is a fresh descriptor nothing else owns.
+                Ok(unsafe { OwnedFd::from_raw_fd(efd) })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Shared {
             ring_fds: (0..n).map(|_| AtomicI32::new(-1)).collect(),
-            eventfds: (0..n).map(|_| AtomicI32::new(-1)).collect(),
+            eventfds,
             external: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
             external_cap,
             external_len: (0..n).map(|_| AtomicUsize::new(0)).collect(),
@@ -44,17 +58,18 @@ impl<M> Shared<M> {
             stop_flag: AtomicBool::new(false),
             metrics: (0..n).map(|_| Mutex::new(CoreMetrics::default())).collect(),
             quiesced: AtomicUsize::new(0),
-        }
+        })
+    }
+
+    /// Core `core`'s eventfd, open as long as this `Shared` lives.
+    pub fn eventfd(&self, core: usize) -> RawFd {
+        self.eventfds[core].as_raw_fd()
     }
 
     fn wake(&self, core: usize) {
-        let fd = self.eventfds[core].load(Ordering::Acquire);
-        if fd >= 0 {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to an eventfd the core keeps open
-            // until the engine is joined.
-            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd `self` owns.
+        unsafe { libc::write(self.eventfd(core), (&one as *const u64).cast(), 8) };
     }
 
     /// Asks every core to stop, draining for at most `drain`.
@@ -148,7 +163,7 @@ impl<M: Send + 'static> Engine<M> {
                 );
             }
         }
-        let shared = Arc::new(Shared::<M>::new(n, config.limits.external_queue));
+        let shared = Arc::new(Shared::<M>::new(n, config.limits.external_queue)?);
         let config = Arc::new(config);
         let factory = Arc::new(factory);
 
@@ -185,7 +200,6 @@ impl<M: Send + 'static> Engine<M> {
                     let io = match setup {
                         Ok(io) => {
                             shared.ring_fds[core].store(io.ring_fd(), Ordering::Release);
-                            shared.eventfds[core].store(io.eventfd(), Ordering::Release);
                             let _ = ready.send((core, Ok(())));
                             io
                         }
@@ -339,7 +353,7 @@ impl<M: Send + 'static> Engine<M> {
     /// The raw eventfd of a core (for tests that wake it).
     #[doc(hidden)]
     pub fn eventfd(&self, core: CoreId) -> RawFd {
-        self.shared.eventfds[core].load(Ordering::Acquire)
+        self.shared.eventfd(core)
     }
 }
 

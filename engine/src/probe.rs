@@ -17,7 +17,8 @@
 //! 4. **Opcodes**, with `IORING_REGISTER_PROBE`. A missing [`REQUIRED_OPCODES`] entry stops
 //!    the engine; a missing [`OPTIONAL_OPCODES`] entry degrades it with a logged reason (no
 //!    `SEND_ZC` means large replies are copied). See [`check_opcodes`].
-//! 5. **Ring features** `IORING_FEAT_NODROP` and `IORING_FEAT_EXT_ARG`, both required.
+//! 5. **Ring features** `IORING_FEAT_NODROP` and `IORING_FEAT_EXT_ARG`, both required, and
+//!    `IORING_FEAT_MIN_TIMEOUT`, optional (completion batching).
 //! 6. **Provided buffer rings**, for real: it registers a one-entry buffer ring, and
 //!    unregisters it. Required: multishot receive takes its buffers from them.
 //! 7. **Multishot receive**, for real: over a Unix socket pair that already holds one byte, it
@@ -309,6 +310,9 @@ pub struct Features {
     pub send_zc: bool,
     /// `IORING_OP_SENDMSG` (optional: without it multi-block replies are sent block by block).
     pub sendmsg: bool,
+    /// `IORING_FEAT_MIN_TIMEOUT` (optional: without it [`crate::EngineConfig::batch_wait`]
+    /// is ignored).
+    pub min_timeout: bool,
     /// `IORING_OP_MSG_RING` (required: cross-core wake-ups).
     pub msg_ring: bool,
     /// Multishot accept (optional: without it accept is re-armed per connection). Inferred,
@@ -772,6 +776,8 @@ pub struct Evidence {
     pub nodrop: bool,
     /// `IORING_FEAT_EXT_ARG` in the ring parameters.
     pub ext_arg: bool,
+    /// `IORING_FEAT_MIN_TIMEOUT` in the ring parameters.
+    pub min_timeout: bool,
     /// Registering a provided buffer ring: `Ok`, or the errno it failed with.
     pub buf_ring: Result<(), i32>,
     /// The real multishot receive: `Some(true)` worked, `Some(false)` refused by the kernel,
@@ -847,6 +853,13 @@ pub fn assess(ev: &Evidence, supported: impl Fn(u8) -> bool) -> Result<Features,
                 .to_string(),
         );
     }
+    if !ev.min_timeout {
+        degraded.push(
+            "IORING_FEAT_MIN_TIMEOUT missing: EngineConfig::batch_wait is ignored, a core \
+             waits for one completion at a time (Linux 6.12+ has it)"
+                .to_string(),
+        );
+    }
     let has = |code: u8| supported(code);
     Ok(Features {
         kernel: kernel.unwrap_or((0, 0, 0)),
@@ -857,6 +870,7 @@ pub fn assess(ev: &Evidence, supported: impl Fn(u8) -> bool) -> Result<Features,
         submit_all: ev.setup.submit_all,
         send_zc: has(opcode::SendZc::CODE),
         sendmsg: has(opcode::SendMsg::CODE),
+        min_timeout: ev.min_timeout,
         msg_ring: has(opcode::MsgRingData::CODE),
         multishot_accept,
         multishot_recv,
@@ -1149,6 +1163,7 @@ pub fn probe() -> Result<Features, ProbeError> {
         setup,
         nodrop: params.is_feature_nodrop(),
         ext_arg: params.is_feature_ext_arg(),
+        min_timeout: params.is_feature_min_timeout(),
         buf_ring,
         multishot_recv,
     };

@@ -1,11 +1,15 @@
-//! Echo round trips through the engine with 1, 100 and 10,000 concurrent connections.
+//! Echo round trips through the engine with 1, 100 and 10,000 concurrent connections, and
+//! with completion batching on.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
+use ringfort::{Engine, EngineConfig};
 
 #[test]
 fn one_connection_many_sizes() {
@@ -16,13 +20,31 @@ fn one_connection_many_sizes() {
         assert_eq!(round_trip(&mut s, &msg), msg, "size {size}");
     }
     drop(s);
-    engine.stop(std::time::Duration::from_secs(1));
+    engine.stop(Duration::from_secs(1));
     engine.wait().unwrap();
 }
 
 #[test]
 fn hundred_connections() {
-    let (engine, addr) = start_echo(2);
+    hundred_connections_on(start_echo(2));
+}
+
+/// With completion batching on, a core waits for several completions at once: every echo
+/// must still come back whole and in order.
+#[test]
+fn hundred_connections_with_completion_batching() {
+    let (engine, addr) = start_echo_with(EngineConfig {
+        batch_wait: Duration::from_micros(200),
+        ..config(2)
+    });
+    assert!(
+        engine.features().min_timeout,
+        "this kernel lacks IORING_FEAT_MIN_TIMEOUT (6.12+): batching cannot be tested here"
+    );
+    hundred_connections_on((engine, addr));
+}
+
+fn hundred_connections_on((engine, addr): (Engine<()>, SocketAddr)) {
     let handles: Vec<_> = (0..100)
         .map(|i| {
             std::thread::spawn(move || {
@@ -40,7 +62,7 @@ fn hundred_connections() {
     let m = engine.metrics();
     let accepts: u64 = m.iter().map(|c| c.accepts).sum();
     assert!(accepts >= 100, "{accepts} accepts");
-    engine.stop(std::time::Duration::from_secs(1));
+    engine.stop(Duration::from_secs(1));
     engine.wait().unwrap();
 }
 
@@ -86,7 +108,7 @@ fn ten_thousand_connections() {
     );
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
-    engine.stop(std::time::Duration::from_secs(2));
+    engine.stop(Duration::from_secs(2));
     engine.wait().unwrap();
 }
 

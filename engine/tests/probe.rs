@@ -46,6 +46,7 @@ fn real_probe_reports_this_kernels_features() {
         "{line}"
     );
     assert!(f.send_zc && f.msg_ring && f.sendmsg, "{line}");
+    assert_eq!(f.min_timeout, kernel >= (6, 12, 0), "{line}");
     assert!(
         f.buf_ring && f.multishot_recv && f.multishot_accept,
         "{line}"
@@ -344,6 +345,7 @@ fn good_evidence(release: &str) -> Evidence {
         setup: SetupFlags::ALL,
         nodrop: true,
         ext_arg: true,
+        min_timeout: true,
         buf_ring: Ok(()),
         multishot_recv: Some(true),
     }
@@ -356,6 +358,16 @@ fn assess_a_modern_kernel() {
     assert!(f.degraded.is_empty());
     assert!(f.multishot_recv_tested && f.multishot_accept);
     assert_eq!(f.setup_flags(), SetupFlags::ALL);
+}
+
+#[test]
+fn assess_without_min_timeout_ignores_batch_wait_and_says_so() {
+    let mut ev = good_evidence("6.6.30");
+    ev.min_timeout = false;
+    let f = assess(&ev, |_| true).unwrap();
+    assert!(!f.min_timeout);
+    assert_eq!(f.degraded.len(), 1, "{:?}", f.degraded);
+    assert_mentions(&f.degraded[0], &["MIN_TIMEOUT", "batch_wait", "6.12"]);
 }
 
 #[test]

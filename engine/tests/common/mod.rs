@@ -78,8 +78,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 pub fn start_echo(cores: usize) -> (Engine<()>, SocketAddr) {
+    start_echo_with(config(cores))
+}
+
+/// An echo engine with the given config.
+pub fn start_echo_with(config: EngineConfig) -> (Engine<()>, SocketAddr) {
     let addr = free_addr();
-    let engine = Engine::start(config(cores), move |_| Echo { addr }).expect("engine start");
+    let engine = Engine::start(config, move |_| Echo { addr }).expect("engine start");
     drop(connect(addr));
     (engine, addr)
 }
