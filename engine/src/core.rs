@@ -988,9 +988,9 @@ pub(crate) struct Core<H: Handler> {
     pub inbound: Vec<(usize, Receiver<H::Msg>)>,
 }
 
-/// Completions to wait for: one when `wait`, none otherwise; with batching on (`batch_us`
-/// > 0), as many as the last tick reaped when that was two or more (a busy core), at most
-/// [`MAX_BATCH`]. The kernel returns with fewer once `batch_us` has passed.
+/// Completions to wait for: one when `wait`, none otherwise; with batching on (a nonzero
+/// `batch_us`), as many as the last tick reaped when that was two or more (a busy core), at
+/// most [`MAX_BATCH`]. The kernel returns with fewer once `batch_us` has passed.
 fn batch_want(wait: bool, last_reaped: u32, batch_us: u32) -> u32 {
     if !wait {
         0
