@@ -64,5 +64,6 @@ pub use handler::{
     CloseReason, ConnId, CoreId, FileDone, Handler, ListenerId, OpId, TimerId, WalId,
 };
 pub use metrics::CoreMetrics;
+pub use net::reserve_port;
 pub use ringfort_pool as pool;
 pub use ringfort_wal as wal;

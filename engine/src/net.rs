@@ -187,6 +187,26 @@ pub(crate) fn listener(addr: SocketAddr, net: &NetConfig) -> io::Result<OwnedFd>
     Ok(fd)
 }
 
+/// Binds a socket with `SO_REUSEPORT` to `addr` without listening, and returns it with the
+/// address it got. Every core listens with `SO_REUSEPORT`, so a port-0 address would give
+/// each core a different port: reserve one first, listen on the address returned, and
+/// hold the socket until every core listens. It never accepts connections.
+pub fn reserve_port(addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+    let fd = socket(&addr)?;
+    set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    let (ss, len) = to_sockaddr(addr);
+    // SAFETY: `ss` holds a valid address of length `len`.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    let got = local_addr(fd.as_raw_fd())?;
+    Ok((fd, got))
+}
+
 /// A fresh socket for an outbound connection to `addr`, with `net`'s options.
 pub(crate) fn outbound(addr: &SocketAddr, net: &NetConfig) -> io::Result<OwnedFd> {
     let fd = socket(addr)?;

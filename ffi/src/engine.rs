@@ -7,7 +7,7 @@
 
 use std::ffi::c_void;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -109,108 +109,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Binds a socket with `SO_REUSEPORT` to `addr` without listening, and returns it with
-/// the port it got.
+/// [`ringfort::reserve_port`], with the error as a status.
 fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, u16), Error> {
-    let io_err = |what: &str, e: std::io::Error| {
-        Error::new(
-            rf_status::RF_ERR_IO,
-            format!("{what} for listener {addr}: {e}"),
-        )
-    };
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: a plain socket(2) call; the result is checked.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io_err("socket", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: `one` is a live c_int and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io_err("SO_REUSEPORT", std::io::Error::last_os_error()));
-    }
-    let (ss, len) = sockaddr(addr);
-    // SAFETY: `ss` holds a valid address of `len` bytes.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(io_err("bind", std::io::Error::last_os_error()));
-    }
-    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
-    let mut got: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut got_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `got` has room for `got_len` bytes, which the kernel updates.
-    let rc = unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut got as *mut libc::sockaddr_storage).cast(),
-            &mut got_len,
-        )
-    };
-    if rc != 0 {
-        return Err(io_err("getsockname", std::io::Error::last_os_error()));
-    }
-    // SAFETY: sockaddr_in and sockaddr_in6 both keep the port, in network order, right
-    // after the family, and `got` is at least as large and aligned as either.
-    let port = u16::from_be(unsafe {
-        (*(&got as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()).sin_port
-    });
-    Ok((fd, port))
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
+    ringfort::reserve_port(addr)
+        .map(|(fd, got)| (fd, got.port()))
+        .map_err(|e| {
+            Error::new(
+                rf_status::RF_ERR_IO,
+                format!("reserving a port for listener {addr}: {e}"),
+            )
+        })
 }
 
 /// Starts the engine: probes the kernel, starts one core per configured CPU, opens the

@@ -135,17 +135,19 @@ fn main() {
         std::process::exit(1);
     }
     // The cores listen with SO_REUSEPORT, which would silently share the port with any
-    // other process of this user listening there; a plain bind first refuses that (and,
-    // for port 0, picks the port).
-    let addr = match std::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
-        .and_then(|probe| probe.local_addr())
-    {
-        Ok(addr) => addr,
+    // other process of this user listening there; a plain bind first refuses that. Port 0
+    // is resolved by a reservation held until every core listens.
+    let bind = SocketAddr::new(args.bind, args.port);
+    let reserved = if args.port == 0 {
+        ringfort::reserve_port(bind).map(|(fd, addr)| (Some(fd), addr))
+    } else {
+        // The probe closes at once: held, it would refuse the cores too.
+        std::net::TcpListener::bind(bind).map(|_| (None, bind))
+    };
+    let (reservation, addr) = match reserved {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "ringfort resp-server: cannot listen on {}:{}: {e}",
-                args.bind, args.port
-            );
+            eprintln!("ringfort resp-server: cannot listen on {bind}: {e}");
             std::process::exit(1);
         }
     };
@@ -167,6 +169,7 @@ fn main() {
         let _ = engine.wait();
         std::process::exit(1);
     }
+    drop(reservation);
     println!(
         "ringfort resp-server listening on {addr}: {cores} cores, memory {}, durability {:?}, data in {}",
         shared.backing(),
