@@ -598,6 +598,7 @@ fn metrics_text(m: &[CoreMetrics]) -> String {
         t.evictions += c.evictions;
         t.sends_zc += c.sends_zc;
         t.sends_copy += c.sends_copy;
+        t.zc_copied += c.zc_copied;
         t.recv_rearms += c.recv_rearms;
         t.recv_enobufs += c.recv_enobufs;
         t.read_pauses += c.read_pauses;

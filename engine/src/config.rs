@@ -130,6 +130,10 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Replies at least this large whose first block is registered go out with
     /// `SEND_ZC`; smaller ones are copied by the kernel. `usize::MAX` disables zero copy.
+    /// A connection whose zero-copy send the kernel reports as copied (every local peer:
+    /// loopback, or a veth into a local socket) sends by copy from then on
+    /// ([`Features::zc_report_usage`](crate::probe::Features::zc_report_usage),
+    /// [`CoreMetrics::zc_copied`](crate::CoreMetrics::zc_copied)).
     pub send_zc_threshold: usize,
     /// Close connections that receive nothing for this long.
     pub idle_timeout: Option<Duration>,

@@ -35,6 +35,10 @@ use crate::wal_driver::{WalDriver, WalTag};
 pub(crate) const WAKE_TAG: u64 = u64::MAX;
 /// iovecs per gathered send.
 const IOV_PER_SEND: usize = 64;
+/// `SEND_ZC` flag (Linux 6.2): the notification reports whether the data was copied.
+const IORING_SEND_ZC_REPORT_USAGE: u16 = 1 << 3;
+/// Set in a `SEND_ZC` notification's result when the kernel copied the data after all.
+const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 /// Receives up to this fraction of a ring buffer are copied into the connection's chain
 /// and the buffer handed straight back; larger ones move the block itself.
 const COPY_DIVISOR: usize = 4;
@@ -151,6 +155,9 @@ pub(crate) struct Conn {
     /// Bytes held by zero-copy sends whose notification has not come: the kernel still
     /// reads them (on loopback, until the peer reads), so they count toward the pause.
     zc_pinned: usize,
+    /// The kernel reported that a zero-copy send to this peer was copied after all (a
+    /// local destination): later replies are sent by copy, which is cheaper then.
+    zc_copied: bool,
     dirty: bool,
     redeliver: bool,
     large: bool,
@@ -482,6 +489,7 @@ impl<M: Send + 'static> Io<M> {
             send_in_flight: false,
             send_op: None,
             zc_pinned: 0,
+            zc_copied: false,
             dirty: false,
             redeliver: false,
             large: false,
@@ -769,9 +777,15 @@ impl<M: Send + 'static> Io<M> {
                     _buf: buf,
                     len: len as u32,
                 });
+                let zc_flags = if self.features.zc_report_usage {
+                    IORING_SEND_ZC_REPORT_USAGE
+                } else {
+                    0
+                };
                 let e = opcode::SendZc::new(types::Fd(fd), ptr, range.len() as u32)
                     .buf_index(index)
                     .flags(libc::MSG_NOSIGNAL)
+                    .zc_flags(zc_flags)
                     .build()
                     .user_data(op);
                 // SAFETY: the block is held by the op until the kernel's notification CQE,
@@ -828,7 +842,11 @@ impl<M: Send + 'static> Io<M> {
         if !self.features.send_zc || !self.registered {
             return None;
         }
-        let front = self.conns[key as usize].outbox.as_ref()?.front()?;
+        let conn = &self.conns[key as usize];
+        if conn.zc_copied {
+            return None;
+        }
+        let front = conn.outbox.as_ref()?.front()?;
         let (buf, range) = front.segments().next()?;
         (range.len() >= self.cfg.send_zc_threshold).then(|| (buf.clone(), range))
     }
@@ -1134,13 +1152,14 @@ impl<H: Handler> Core<H> {
                 let (conn, gen, len) = (*conn, *gen, *len as usize);
                 if cqueue::notif(flags) {
                     self.io.ops.remove(key);
-                    self.on_zc_released(conn, gen, len);
+                    let copied = res as u32 & IORING_NOTIF_USAGE_ZC_COPIED != 0;
+                    self.on_zc_released(conn, gen, len, copied);
                     return;
                 }
                 if !more {
                     // No notification follows (the send failed): nothing stays pinned.
                     self.io.ops.remove(key);
-                    self.on_zc_released(conn, gen, len);
+                    self.on_zc_released(conn, gen, len, false);
                 }
                 self.on_sent(conn, gen, res);
             }
@@ -1386,14 +1405,19 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// The kernel no longer reads a zero-copy send's block.
-    fn on_zc_released(&mut self, key: u32, gen: u32, len: usize) {
+    /// The kernel no longer reads a zero-copy send's block; `copied` when its notification
+    /// said the data was copied after all.
+    fn on_zc_released(&mut self, key: u32, gen: u32, len: usize, copied: bool) {
         let io = &mut self.io;
         let pause_at = io.cfg.limits.pause_outbox_bytes;
+        if copied {
+            io.metrics.zc_copied += 1;
+        }
         let Some(c) = io.conns.get_mut(key as usize).filter(|c| c.gen == gen) else {
             return;
         };
         c.zc_pinned -= len;
+        c.zc_copied |= copied;
         let held = c.zc_pinned + c.outbox.as_ref().map_or(0, |o| o.queued_bytes());
         if c.paused & PAUSE_OUTBOX != 0 && held <= pause_at / 2 {
             io.resume(key, PAUSE_OUTBOX);

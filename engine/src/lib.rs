@@ -24,7 +24,9 @@
 //!    window.
 //! 4. **Send.** Replies queue in the connection's bounded [`outbox`]; once per tick each
 //!    connection gets one gathered `SENDMSG`, or a `SEND_ZC` from registered memory for a
-//!    large block, held until the kernel's notification.
+//!    large block, held until the kernel's notification. A notification that says the
+//!    kernel copied the data after all (a local peer) turns zero copy off for that
+//!    connection.
 //! 5. **Log.** A handler opens per-core write-ahead logs with [`Ctx::wal_open`] and
 //!    appends records that return their LSN at once; once per tick the WAL driver seals
 //!    what was appended and submits linked writes from registered blocks plus one

@@ -34,6 +34,9 @@ pub struct CoreMetrics {
     pub sends_zc: u64,
     /// Send operations that copy.
     pub sends_copy: u64,
+    /// Zero-copy sends whose notification said the kernel copied the data after all (a
+    /// local peer); each turns zero copy off for its connection.
+    pub zc_copied: u64,
     /// Multishot receives re-armed (after ENOBUFS, termination, or a pause).
     pub recv_rearms: u64,
     /// Receives that found the buffer ring empty.

@@ -308,6 +308,11 @@ pub struct Features {
     pub submit_all: bool,
     /// `IORING_OP_SEND_ZC` (optional: without it large replies are copied).
     pub send_zc: bool,
+    /// `IORING_SEND_ZC_REPORT_USAGE` (optional, Linux 6.2, inferred from the release): a
+    /// zero-copy send's notification says when the kernel copied the data after all, as
+    /// it does for every local destination (loopback, veth into a local socket), and the
+    /// connection then sends by copy. Without it zero copy stays on for such connections.
+    pub zc_report_usage: bool,
     /// `IORING_OP_SENDMSG` (optional: without it multi-block replies are sent block by block).
     pub sendmsg: bool,
     /// `IORING_FEAT_MIN_TIMEOUT` (optional: without it [`crate::EngineConfig::batch_wait`]
@@ -853,6 +858,15 @@ pub fn assess(ev: &Evidence, supported: impl Fn(u8) -> bool) -> Result<Features,
                 .to_string(),
         );
     }
+    let zc_report_usage = kernel.is_some_and(|k| k >= (6, 2, 0));
+    if supported(opcode::SendZc::CODE) && !zc_report_usage {
+        degraded.push(
+            "IORING_SEND_ZC_REPORT_USAGE not known to be supported: zero-copy sends to local \
+             peers, which the kernel copies anyway, are not detected and stay zero-copy \
+             (Linux 6.2+ has it)"
+                .to_string(),
+        );
+    }
     if !ev.min_timeout {
         degraded.push(
             "IORING_FEAT_MIN_TIMEOUT missing: EngineConfig::batch_wait is ignored, a core \
@@ -869,6 +883,7 @@ pub fn assess(ev: &Evidence, supported: impl Fn(u8) -> bool) -> Result<Features,
         coop_taskrun: ev.setup.coop_taskrun,
         submit_all: ev.setup.submit_all,
         send_zc: has(opcode::SendZc::CODE),
+        zc_report_usage,
         sendmsg: has(opcode::SendMsg::CODE),
         min_timeout: ev.min_timeout,
         msg_ring: has(opcode::MsgRingData::CODE),

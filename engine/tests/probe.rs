@@ -371,6 +371,27 @@ fn assess_without_min_timeout_ignores_batch_wait_and_says_so() {
 }
 
 #[test]
+fn zero_copy_usage_reports_need_6_2_and_their_absence_is_a_degradation() {
+    let f = assess(&good_evidence("6.1.80"), |_| true).unwrap();
+    assert!(f.send_zc && !f.zc_report_usage);
+    assert_eq!(f.degraded.len(), 1, "{:?}", f.degraded);
+    assert_mentions(
+        &f.degraded[0],
+        &["IORING_SEND_ZC_REPORT_USAGE", "local peers", "6.2"],
+    );
+    let f = assess(&good_evidence("6.2.0"), |_| true).unwrap();
+    assert!(
+        f.zc_report_usage && f.degraded.is_empty(),
+        "{:?}",
+        f.degraded
+    );
+    // Without SEND_ZC there is nothing to report on, and only that is listed.
+    let f = assess(&good_evidence("6.1.80"), |c| c != opcode::SendZc::CODE).unwrap();
+    assert_eq!(f.degraded.len(), 1, "{:?}", f.degraded);
+    assert_mentions(&f.degraded[0], &["SEND_ZC unsupported"]);
+}
+
+#[test]
 fn assess_without_send_zc_lists_it_in_the_line() {
     let f = assess(&good_evidence("6.1.0"), |c| c != opcode::SendZc::CODE).unwrap();
     assert!(!f.send_zc);
