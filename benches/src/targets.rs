@@ -9,7 +9,13 @@ use crate::report::{Row, SuiteReport};
 #[derive(Clone, Copy, Debug)]
 enum Check {
     /// Ours is at least `min` times better than every peer whose key contains `peer`.
-    Advantage { peer: &'static str, min: f64 },
+    /// `limit` names a peer of the row that measures what any implementation can reach
+    /// (a device limit): a missed target whose goal lies beyond it says so.
+    Advantage {
+        peer: &'static str,
+        min: f64,
+        limit: Option<&'static str>,
+    },
     /// Ours' median is at most `max` (in the row's metric).
     OursAtMost { max: f64 },
     /// An extra figure of the row is at most `max`.
@@ -46,6 +52,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "std allocator",
             min: 3.0,
+            limit: None,
         },
     },
     Target {
@@ -63,6 +70,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "okaywal",
             min: 3.0,
+            limit: Some("fio fdatasync limit x batch"),
         },
     },
     Target {
@@ -73,6 +81,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "fio O_DIRECT QD16",
             min: 0.85,
+            limit: None,
         },
     },
     Target {
@@ -83,6 +92,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "tokio",
             min: 1.5,
+            limit: None,
         },
     },
     Target {
@@ -103,6 +113,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server",
             min: 1.5,
+            limit: None,
         },
     },
     Target {
@@ -124,6 +135,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server",
             min: 1.5,
+            limit: None,
         },
     },
     Target {
@@ -145,6 +157,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server",
             min: 1.2,
+            limit: None,
         },
     },
     Target {
@@ -155,6 +168,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server",
             min: 1.2,
+            limit: None,
         },
     },
     Target {
@@ -165,6 +179,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server appendfsync always",
             min: 3.0,
+            limit: None,
         },
     },
     Target {
@@ -175,6 +190,7 @@ pub const TARGETS: [Target; 14] = [
         check: Check::Advantage {
             peer: "redis-server appendfsync always",
             min: 2.0,
+            limit: None,
         },
     },
 ];
@@ -241,7 +257,7 @@ fn extra(row: &Row, key: &str) -> Option<f64> {
 
 fn check(c: Check, row: &Row) -> Verdict {
     match c {
-        Check::Advantage { peer, min } => {
+        Check::Advantage { peer, min, limit } => {
             let advs: Vec<(String, f64)> = row
                 .peers
                 .iter()
@@ -264,7 +280,24 @@ fn check(c: Check, row: &Row) -> Verdict {
                 .map(|(n, a)| format!("{a:.2}x {n}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            judge(advs.iter().all(|(_, a)| *a >= min), what)
+            let met = advs.iter().all(|(_, a)| *a >= min);
+            let beyond = limit.filter(|_| !met && row.higher_is_better).and_then(|l| {
+                let (lname, lsum) = row.peers.iter().find(|(n, _)| n.contains(l))?;
+                let goal = row
+                    .peers
+                    .iter()
+                    .filter(|(n, _)| n.contains(peer))
+                    .map(|(_, s)| s.median * min)
+                    .fold(0.0, f64::max);
+                (goal > lsum.median).then(|| {
+                    format!(
+                        "; the goal ({goal:.0} {}) lies beyond {lname} ({:.0}), which bounds \
+                         any implementation in this run",
+                        row.metric, lsum.median
+                    )
+                })
+            });
+            judge(met, what + beyond.as_deref().unwrap_or(""))
         }
         Check::OursAtMost { max } => judge(
             row.ours.median <= max,
@@ -333,6 +366,46 @@ mod tests {
             evaluate(&TARGETS[5], &echo(echo_row(1.0, 1.0, 1.0))).word(),
             "met"
         );
+    }
+
+    #[test]
+    fn a_goal_beyond_the_device_limit_says_so() {
+        let t = &TARGETS[2];
+        assert_eq!(t.case, "durable-append 256 B x16");
+        let row = |ours: f64, okaywal: f64, limit: f64| Row {
+            suite: "wal",
+            case: "durable-append 256 B x16".into(),
+            metric: "records/s",
+            higher_is_better: true,
+            ours: summary(&[ours]),
+            peers: vec![
+                ("okaywal".into(), summary(&[okaywal])),
+                ("fio fdatasync limit x batch".into(), summary(&[limit])),
+            ],
+            peers_not_run: Vec::new(),
+            notes: Vec::new(),
+            latency: Vec::new(),
+            extra: Vec::new(),
+            sweep: None,
+        };
+        let reports = |r: Row| {
+            vec![SuiteReport {
+                suite: "wal",
+                rows: vec![r],
+                dropped: Vec::new(),
+            }]
+        };
+        let v = evaluate(t, &reports(row(40_000.0, 30_000.0, 70_000.0)));
+        assert_eq!(v.word(), "MISSED");
+        assert_eq!(
+            v.detail(),
+            "1.33x okaywal; the goal (90000 records/s) lies beyond fio fdatasync limit x \
+             batch (70000), which bounds any implementation in this run"
+        );
+        let v = evaluate(t, &reports(row(40_000.0, 20_000.0, 70_000.0)));
+        assert_eq!(v.detail(), "2.00x okaywal");
+        let v = evaluate(t, &reports(row(95_000.0, 30_000.0, 70_000.0)));
+        assert_eq!((v.word(), v.detail()), ("met", "3.17x okaywal"));
     }
 
     #[test]
