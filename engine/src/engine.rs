@@ -382,8 +382,9 @@ fn memlock_per_core(config: &EngineConfig) -> usize {
     chunk * cap
 }
 
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Result<Vec<usize>, EngineError> {
+/// The CPUs this process may run on, ascending: its affinity mask, as `taskset` or a
+/// cgroup cpuset left it. [`EngineConfig::cpus`] left empty means all of them.
+pub fn allowed_cpus() -> Result<Vec<usize>, EngineError> {
     // SAFETY: cpu_set_t is plain old data; zeroes are the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is live and its size is passed.
@@ -399,6 +400,20 @@ fn allowed_cpus() -> Result<Vec<usize>, EngineError> {
     Ok((0..libc::CPU_SETSIZE as usize)
         .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
         .collect())
+}
+
+/// CPUs for `cores` core threads: the first `cores` CPUs this process may run on
+/// ([`allowed_cpus`]), taken round-robin when there are more cores than CPUs (cores then
+/// share CPUs). What a "run N cores" setting should put in [`EngineConfig::cpus`], so that
+/// it stays inside the mask a user gave with `taskset` or a cpuset.
+pub fn cpus_for_cores(cores: usize) -> Result<Vec<usize>, EngineError> {
+    let allowed = allowed_cpus()?;
+    if allowed.is_empty() {
+        return Err(EngineError::Config(
+            "sched_getaffinity reported no CPU this process may run on".into(),
+        ));
+    }
+    Ok(allowed.iter().copied().cycle().take(cores).collect())
 }
 
 /// Pins the calling thread to `cpu`.
@@ -419,4 +434,30 @@ fn pin_to_cpu(cpu: usize) -> Result<(), EngineError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_stay_inside_the_affinity_mask() {
+        let all = allowed_cpus().unwrap();
+        let last = *all.last().expect("at least one CPU");
+        // A thread of its own, so narrowing its mask leaves the test harness alone.
+        std::thread::spawn(move || {
+            pin_to_cpu(last).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![last]);
+            assert_eq!(cpus_for_cores(3).unwrap(), vec![last; 3]);
+        })
+        .join()
+        .unwrap();
+        let two = cpus_for_cores(2).unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(
+            two.iter().all(|c| all.contains(c)),
+            "{two:?} not in {all:?}"
+        );
+        assert_eq!(two[0], all[0]);
+    }
 }

@@ -60,7 +60,7 @@ mod wal_driver;
 
 pub use config::{EngineConfig, Limits, NetConfig, RecvBuffers};
 pub use ctx::Ctx;
-pub use engine::Engine;
+pub use engine::{allowed_cpus, cpus_for_cores, Engine};
 pub use error::EngineError;
 pub use handler::{
     CloseReason, ConnId, CoreId, FileDone, Handler, ListenerId, OpId, TimerId, WalId,

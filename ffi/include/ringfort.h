@@ -345,8 +345,9 @@ struct rf_config *rf_config_new(void);
 // Threads: any.
 void rf_config_free(struct rf_config *cfg);
 
-// Runs one core on each of CPUs `0..cores` (`cores` from 1 to 256). The default runs
-// one core on every CPU this process may use.
+// Runs `cores` cores (from 1 to 256) on the first `cores` CPUs this process may run on
+// (its affinity mask, as `taskset` or a cpuset left it), round-robin when there are more
+// cores than CPUs. The default runs one core on every CPU this process may use.
 //
 // # Safety
 // `cfg` is NULL or a live configuration.

@@ -54,8 +54,9 @@ pub unsafe extern "C" fn rf_config_free(cfg: *mut rf_config) {
     })
 }
 
-/// Runs one core on each of CPUs `0..cores` (`cores` from 1 to 256). The default runs
-/// one core on every CPU this process may use.
+/// Runs `cores` cores (from 1 to 256) on the first `cores` CPUs this process may run on
+/// (its affinity mask, as `taskset` or a cpuset left it), round-robin when there are more
+/// cores than CPUs. The default runs one core on every CPU this process may use.
 ///
 /// # Safety
 /// `cfg` is NULL or a live configuration.
@@ -71,7 +72,7 @@ pub unsafe extern "C" fn rf_config_set_cores(cfg: *mut rf_config, cores: usize) 
                 "cores {cores} must be from 1 to 256"
             )));
         }
-        c.engine.cpus = (0..cores).collect();
+        c.engine.cpus = ringfort::cpus_for_cores(cores).map_err(Error::from)?;
         Ok(())
     })
 }

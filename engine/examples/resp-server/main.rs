@@ -120,15 +120,15 @@ fn main() {
     .collect();
     config.pool.growth = ringfort::pool::Growth::Chunks { max_chunks: 16 };
     config.pool.registration = ringfort::pool::Registration::AllowUnregistered;
-    if let Some(n) = args.cores {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        config.cpus = (0..n).map(|i| i % cpus).collect();
-    }
-    let cores = if config.cpus.is_empty() {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        config.cpus.len()
+    let cpus = match args.cores {
+        Some(n) => ringfort::cpus_for_cores(n),
+        None => ringfort::allowed_cpus(),
     };
+    config.cpus = cpus.unwrap_or_else(|e| {
+        eprintln!("ringfort resp-server: choosing CPUs: {e}");
+        std::process::exit(1);
+    });
+    let cores = config.cpus.len();
     cap_maxclients(&mut args, cores);
     if let Err(e) = server::prepare_dir(&args.dir, cores) {
         eprintln!("ringfort resp-server: {e}");

@@ -3,6 +3,10 @@
 
 use ringfort::pool::{Arena, BufChain, PoolError};
 
+/// Values up to this size are copied into their bulk reply rather than shared: for small
+/// values a copy costs less than a second block, a reference count and an iovec.
+pub const COPY_MAX: usize = 1024;
+
 /// Builds one connection's reply bytes in a chain from the core's arena.
 pub struct Reply<'a> {
     pub out: BufChain,
@@ -68,8 +72,26 @@ impl<'a> Reply<'a> {
         self.raw(b"\r\n")
     }
 
-    /// A bulk reply whose payload is `value`, shared rather than copied.
+    /// A bulk reply whose payload is `value`: shared rather than copied, unless it is at
+    /// most [`COPY_MAX`] bytes, when header, payload and trailer are copied into one
+    /// segment (one block and one iovec instead of three).
     pub fn bulk_chain(&mut self, value: &BufChain) -> Result<(), PoolError> {
+        if value.len() <= COPY_MAX {
+            let mut buf = [0u8; COPY_MAX + 24];
+            let mut len_text = itoa_buf(value.len() as i64);
+            let digits = len_text.format();
+            buf[0] = b'$';
+            buf[1..1 + digits.len()].copy_from_slice(digits);
+            let mut at = 1 + digits.len();
+            buf[at..at + 2].copy_from_slice(b"\r\n");
+            at += 2;
+            for c in value.chunks() {
+                buf[at..at + c.len()].copy_from_slice(c);
+                at += c.len();
+            }
+            buf[at..at + 2].copy_from_slice(b"\r\n");
+            return self.raw(&buf[..at + 2]);
+        }
         self.number_line(b'$', value.len() as i64)?;
         let mut shared = value.clone();
         self.out.append(&mut shared)?;
@@ -160,6 +182,27 @@ mod tests {
             r.out.to_vec(),
             b"+OK\r\n-ERR unknown command 'foo'\r\n:-42\r\n:-9223372036854775808\r\n$2\r\nhi\r\n$-1\r\n*2\r\n"
         );
+    }
+
+    #[test]
+    fn a_small_bulk_chain_is_one_segment() {
+        let a = arena();
+        for n in [0, 1, 64, COPY_MAX] {
+            let mut v = BufChain::new(1 << 20);
+            // In two pieces, so the copy must walk the chunks.
+            v.append_slice(&a, &vec![3u8; n / 2]).unwrap();
+            let mut tail = BufChain::new(1 << 20);
+            tail.append_slice(&a, &vec![4u8; n - n / 2]).unwrap();
+            v.append(&mut tail).unwrap();
+            let mut r = Reply::new(&a, 1 << 20);
+            r.bulk_chain(&v).unwrap();
+            assert_eq!(r.out.chunks().count(), 1, "{n} bytes");
+            let mut want = format!("${n}\r\n").into_bytes();
+            want.extend(std::iter::repeat_n(3u8, n / 2));
+            want.extend(std::iter::repeat_n(4u8, n - n / 2));
+            want.extend_from_slice(b"\r\n");
+            assert_eq!(r.out.to_vec(), want, "{n} bytes");
+        }
     }
 
     #[test]

@@ -56,13 +56,9 @@ pub fn free_addr() -> SocketAddr {
 /// A config for tests: `cores` cores and a small pool.
 pub fn config(cores: usize) -> EngineConfig {
     EngineConfig {
-        cpus: (0..cores).map(|i| i % num_cpus()).collect(),
+        cpus: ringfort::cpus_for_cores(cores).expect("CPUs"),
         ..EngineConfig::default()
     }
-}
-
-pub fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Connects, retrying while the listener comes up.
