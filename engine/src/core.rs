@@ -1304,8 +1304,10 @@ impl<H: Handler> Core<H> {
             io.metrics.recv_enobufs += 1;
             if !more && io.conns[key as usize].closing.is_none() {
                 io.starved.push(key);
+                return;
             }
-            return;
+            // A closing connection whose receive ended this way must still finish below:
+            // with nothing of it left in flight, nothing else would close it.
         } else if res != -libc::ECANCELED {
             io.close(key, CloseReason::Error(-res), false);
         }
