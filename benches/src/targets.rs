@@ -281,23 +281,25 @@ fn check(c: Check, row: &Row) -> Verdict {
                 .collect::<Vec<_>>()
                 .join(", ");
             let met = advs.iter().all(|(_, a)| *a >= min);
-            let beyond = limit.filter(|_| !met && row.higher_is_better).and_then(|l| {
-                let (lname, lsum) = row.peers.iter().find(|(n, _)| n.contains(l))?;
-                let goal = row
-                    .peers
-                    .iter()
-                    .filter(|(n, _)| n.contains(peer))
-                    .map(|(_, s)| s.median * min)
-                    .fold(0.0, f64::max);
-                // Only a limit that held for ours in this run is taken as a bound.
-                (goal > lsum.median && row.ours.median <= lsum.median).then(|| {
-                    format!(
-                        "; the goal ({goal:.0} {}) lies beyond {lname} ({:.0}), which bounds \
+            let beyond = limit
+                .filter(|_| !met && row.higher_is_better)
+                .and_then(|l| {
+                    let (lname, lsum) = row.peers.iter().find(|(n, _)| n.contains(l))?;
+                    let goal = row
+                        .peers
+                        .iter()
+                        .filter(|(n, _)| n.contains(peer))
+                        .map(|(_, s)| s.median * min)
+                        .fold(0.0, f64::max);
+                    // Only a limit that held for ours in this run is taken as a bound.
+                    (goal > lsum.median && row.ours.median <= lsum.median).then(|| {
+                        format!(
+                            "; the goal ({goal:.0} {}) lies beyond {lname} ({:.0}), which bounds \
                          any implementation in this run",
-                        row.metric, lsum.median
-                    )
-                })
-            });
+                            row.metric, lsum.median
+                        )
+                    })
+                });
             judge(met, what + beyond.as_deref().unwrap_or(""))
         }
         Check::OursAtMost { max } => judge(
