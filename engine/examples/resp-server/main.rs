@@ -88,8 +88,10 @@ pub struct Args {
     /// segment must hold the largest batch, so the least accepted is about 70 MiB.
     #[arg(long, default_value_t = 256 << 20)]
     pub wal_segment_size: u64,
-    /// Zero-filled spare segments each shard keeps ready (0 to 4), built in the background:
-    /// syncs after overwriting written blocks are cheaper. Each costs a segment of disk.
+    /// Zero-filled spare segments each shard keeps ready (0 to 4): syncs after overwriting
+    /// written blocks are cheaper. The first is built at start when none is ready (about
+    /// 0.6 s per 256 MiB on a disk doing 450 MB/s), the rest in the background. Each costs a
+    /// segment of disk.
     #[arg(long, default_value_t = 1)]
     pub wal_spares: usize,
 }
