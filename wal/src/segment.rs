@@ -170,13 +170,16 @@ pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, Io
 /// with zeros where unwritten and synced, then renamed to a spare name while holding
 /// `dir_lock` (which must serialise renames with segment creation and `truncate_prefix`;
 /// it is held only for a listing and the rename), and the directory is synced. One call at
-/// a time per directory. A leftover `PREPARING_SPARE` from a crash is removed first. Returns how many it
+/// a time per directory. A leftover `PREPARING_SPARE` from a crash is removed first. With
+/// `paced` (a background build beside a live log) the zeros are written at a bounded share
+/// of the device ([`File::zero_fill`](crate::file::File::zero_fill)). Returns how many it
 /// built.
 pub fn make_zeroed_spares<D: Dir>(
     dir: &D,
     dir_lock: &Mutex<()>,
     size: u64,
     want: usize,
+    paced: bool,
 ) -> Result<usize, WalError> {
     let ctx = |what: &str| format!("{what} a zero-filled spare in {}", dir.describe());
     let names = dir
@@ -191,7 +194,7 @@ pub fn make_zeroed_spares<D: Dir>(
     for _ in have..want {
         let made = dir.create(PREPARING_SPARE).and_then(|f| {
             f.allocate(size)?;
-            f.zero_fill(size)?;
+            f.zero_fill(size, paced)?;
             f.sync_data()
         });
         if let Err(e) = made {

@@ -544,10 +544,10 @@ fn flusher<D: Dir>(sh: Arc<Shared<D>>, lim: Limits, ready: mpsc::Sender<Result<(
     let spares = match sh.config.zeroed_spares {
         0 => None,
         _ => {
-            prepare_spares(&sh, lim.segment_size);
+            prepare_spares(&sh, lim.segment_size, false);
             let theirs = Arc::clone(&sh);
             let size = lim.segment_size;
-            match SpareBuilder::spawn(move || prepare_spares(&theirs, size)) {
+            match SpareBuilder::spawn(move || prepare_spares(&theirs, size, true)) {
                 Ok(b) => Some(b),
                 Err(e) => {
                     let _ = ready.send(Err(WalError::io("spawning the spare builder", e)));
@@ -669,8 +669,9 @@ fn rounds<D: Dir>(
 
 /// Tops the zero-filled spares up; a failure (say, no space) only costs speed, so it is
 /// logged and the log goes on without a spare.
-fn prepare_spares<D: Dir>(sh: &Shared<D>, size: u64) {
-    if let Err(e) = make_zeroed_spares(&sh.dir, &sh.dir_lock, size, sh.config.zeroed_spares) {
+fn prepare_spares<D: Dir>(sh: &Shared<D>, size: u64, paced: bool) {
+    let want = sh.config.zeroed_spares;
+    if let Err(e) = make_zeroed_spares(&sh.dir, &sh.dir_lock, size, want, paced) {
         tracing::warn!("ringfort-wal: {e}; new segments are preallocated without zeros");
     }
 }
