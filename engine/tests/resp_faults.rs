@@ -77,6 +77,21 @@ fn a_failed_fsync_fails_its_write_takes_it_back_and_the_log_carries_on() {
 
 /// Three segment preallocations in a row find the disk full (injected ENOSPC): each write
 /// meanwhile gets the error, reads keep working, and the fourth attempt succeeds.
+/// Asserts that `times` SETs in a row are refused with the log's ENOSPC error and taken
+/// back, while reads (`key` holds `value`) and PING keep working.
+fn refused_for_space(s: &mut std::net::TcpStream, times: usize, key: &[u8], value: &[u8]) {
+    for attempt in 0..times {
+        let reply = text(call(s, &[b"SET", b"new", b"value"]));
+        assert!(
+            reply.starts_with("-ERR write-ahead log failed") && reply.contains("No space left"),
+            "attempt {attempt}: {reply:?}"
+        );
+        assert_eq!(call(s, &[b"GET", b"new"]), b"$-1\r\n", "taken back");
+        assert_eq!(call(s, &[b"GET", key]), bulk(value), "reads keep working");
+        assert_eq!(call(s, &[b"PING"]), b"+PONG\r\n");
+    }
+}
+
 #[test]
 fn injected_enospc_fails_writers_until_space_returns() {
     let dir = temp_dir("fault-enospc");
@@ -92,20 +107,7 @@ fn injected_enospc_fails_writers_until_space_returns() {
     let env = [("RINGFORT_FAULTS", "fallocate@1+3=ENOSPC")];
     let srv = Server::launch(&dir, &one_core(&[], &env));
     let mut s = srv.conn();
-    for attempt in 0..3 {
-        let reply = text(call(&mut s, &[b"SET", b"new", b"value"]));
-        assert!(
-            reply.starts_with("-ERR write-ahead log failed") && reply.contains("No space left"),
-            "attempt {attempt}: {reply:?}"
-        );
-        assert_eq!(call(&mut s, &[b"GET", b"new"]), b"$-1\r\n", "taken back");
-        assert_eq!(
-            call(&mut s, &[b"GET", b"old:7"]),
-            bulk(b"x"),
-            "reads keep working"
-        );
-        assert_eq!(call(&mut s, &[b"PING"]), b"+PONG\r\n");
-    }
+    refused_for_space(&mut s, 3, b"old:7", b"x");
     assert_eq!(call(&mut s, &[b"SET", b"new", b"value"]), b"+OK\r\n");
     assert_eq!(srv.info_field("ringfort_wal_failures"), "3");
     drop(s);
@@ -183,15 +185,7 @@ fn a_full_tmpfs_fails_writers_until_space_returns() {
     fill(&filler);
     let srv = Server::launch(&dir, &one_core(&args, &[]));
     let mut s = srv.conn();
-    for attempt in 0..3 {
-        let reply = text(call(&mut s, &[b"SET", b"new", b"value"]));
-        assert!(
-            reply.starts_with("-ERR write-ahead log failed") && reply.contains("No space left"),
-            "attempt {attempt}: {reply:?}"
-        );
-        assert_eq!(call(&mut s, &[b"GET", b"new"]), b"$-1\r\n", "taken back");
-        assert_eq!(call(&mut s, &[b"GET", b"old:42"]), bulk(b"before"));
-    }
+    refused_for_space(&mut s, 3, b"old:42", b"before");
     let failures: u64 = srv.info_field("ringfort_wal_failures").parse().unwrap();
     assert!(failures >= 3, "{failures}");
     std::fs::remove_file(&filler).unwrap();
