@@ -361,6 +361,23 @@ impl Arena {
             .unwrap_or(up)
     }
 
+    /// How far class `class` is from exhaustion: `(available, at_cap)`, the buffers it
+    /// can still hand out (free now, plus what the chunks not yet mapped would add) and
+    /// the buffers it holds at the growth cap. Buffers freed on other threads count as
+    /// available only after [`reclaim`](Arena::reclaim). Constant time, so a caller can
+    /// check it per request and refuse work before the class runs dry. `None` for a class
+    /// index out of range.
+    #[inline]
+    pub fn headroom(&self, class: usize) -> Option<(usize, usize)> {
+        let inner = self.inner();
+        let c = inner.classes.get(class)?;
+        let max = inner.layout.max_chunks;
+        // SAFETY: owner thread (`Arena` is !Send/!Sync); short reads of the free list and
+        // the chunk list, with no other borrow of either live.
+        let (free, chunks) = unsafe { ((*c.local.get()).free.len(), (*inner.chunks.get()).len()) };
+        Some((free + (max - chunks) * c.count, max * c.count))
+    }
+
     /// Bytes per buffer of each class, ascending.
     pub fn class_sizes(&self) -> impl Iterator<Item = usize> + '_ {
         self.inner().classes.iter().map(|c| c.size)

@@ -171,6 +171,13 @@ impl PoolConfig {
         self.layout().map(drop)
     }
 
+    /// Bytes per chunk: every class's region, page aligned, rounded up to whole 2 MiB
+    /// hugepages. The arena maps this much at creation and at each growth step, so a
+    /// memory budget divided by it gives the growth cap. Checks the configuration first.
+    pub fn chunk_bytes(&self) -> Result<usize, PoolError> {
+        self.layout().map(|l| l.chunk_len)
+    }
+
     /// Checks the configuration and computes the chunk layout.
     pub(crate) fn layout(&self) -> Result<Layout, PoolError> {
         let bad = |msg: String| Err(PoolError::Config(msg));
@@ -260,6 +267,7 @@ mod tests {
     fn default_layout_is_page_aligned_and_hugepage_sized() {
         let l = PoolConfig::default().layout().unwrap();
         assert_eq!(l.chunk_len, 32 << 20);
+        assert_eq!(PoolConfig::default().chunk_bytes().unwrap(), l.chunk_len);
         assert_eq!(l.iovecs_per_chunk, 4);
         for c in &l.classes {
             assert_eq!(c.region_off % REGION_ALIGN, 0);

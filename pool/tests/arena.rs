@@ -76,6 +76,34 @@ fn growth_maps_whole_chunks_up_to_the_cap() {
 }
 
 #[test]
+fn headroom_counts_chunks_not_yet_mapped_and_returns_only_once_reclaimed() {
+    let arena = Arena::new(config(Growth::Chunks { max_chunks: 3 })).unwrap();
+    assert_eq!(arena.headroom(0), Some((24, 24)));
+    assert_eq!(arena.headroom(1), Some((6, 6)));
+    assert_eq!(arena.headroom(2), None);
+    let mut held: Vec<_> = (0..10).map(|_| arena.alloc_class(0).unwrap()).collect();
+    assert_eq!(arena.stats().chunks.len(), 2);
+    assert_eq!(arena.headroom(0), Some((14, 24)));
+    assert_eq!(
+        arena.headroom(1),
+        Some((6, 6)),
+        "growth took nothing of class 1"
+    );
+    let away = held.pop().unwrap();
+    std::thread::spawn(move || drop(away)).join().unwrap();
+    assert_eq!(
+        arena.headroom(0),
+        Some((14, 24)),
+        "a remote free waits for reclaim"
+    );
+    arena.reclaim();
+    assert_eq!(arena.headroom(0), Some((15, 24)));
+    held.extend((0..15).map(|_| arena.alloc_class(0).unwrap()));
+    assert_eq!(arena.headroom(0), Some((0, 24)));
+    assert!(arena.alloc_class(0).is_err());
+}
+
+#[test]
 fn oversized_and_unknown_requests_are_errors() {
     let arena = Arena::new(config(Growth::Fixed)).unwrap();
     let e = arena.alloc((1 << 20) + 1).unwrap_err();

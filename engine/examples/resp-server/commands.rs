@@ -459,6 +459,17 @@ impl CommandSpec {
     }
 }
 
+/// Redis's refusal of a command that may grow memory when memory is short.
+pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Whether the command named by `args[0]` may grow memory (Redis's `denyoom` flag), so
+/// that it is refused with [`OOM_ERROR`] when memory is short.
+pub fn denies_oom(args: &[BufChain]) -> bool {
+    args.first()
+        .and_then(lookup_chain)
+        .is_some_and(|s| s.flags & flag::DENYOOM != 0)
+}
+
 /// A write in the deterministic form to append to the WAL: the arguments of a command
 /// that [`replay`] accepts (see the module docs for the forms). The chains share the
 /// request's blocks; only synthesized arguments (a name, `PXAT`, a number) take a block,

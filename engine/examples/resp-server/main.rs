@@ -88,6 +88,15 @@ pub struct Args {
     /// segment must hold the largest batch, so the least accepted is about 70 MiB.
     #[arg(long, default_value_t = 256 << 20)]
     pub wal_segment_size: u64,
+    /// Memory for the data, over all cores (Redis's maxmemory, with its units: 512mb,
+    /// 4gb, 100kb; k/m/g are powers of 1000). Each core gets an equal share, which caps its
+    /// buffer arena (mapped a chunk at a time as it fills) and its keyspace's estimated size
+    /// (keys, values and their index, as INFO's used_memory counts them). Writes that may
+    /// grow memory are refused with Redis's OOM error once a core's share is nearly used
+    /// (the last 1/16 of each buffer class is kept for replies, receives and the log), and
+    /// a restart must fit the data into the same budget. Default: 1gb per core.
+    #[arg(long, value_parser = parse_size)]
+    pub maxmemory: Option<u64>,
     /// Zero-filled spare segments each shard keeps ready (0 to 4): syncs after overwriting
     /// written blocks are cheaper. The first is built at start when none is ready (about
     /// 0.6 s per 256 MiB on a disk doing 450 MB/s), the rest in the background. Each costs a
@@ -109,18 +118,17 @@ fn main() {
     // larger growth cap: the keyspace lives in the arena. Registration falls back (and
     // says so) when RLIMIT_MEMLOCK cannot cover it, rather than refusing to start.
     config.pool.classes = [
-        (64, 32768),
-        (256, 16384),
+        (64, 131072),
+        (256, 32768),
         (1 << 10, 8192),
         (4 << 10, 4096),
         (16 << 10, 512),
         (64 << 10, 256),
-        (1 << 20, 32),
+        (1 << 20, 16),
     ]
     .into_iter()
     .map(|(size, count)| ringfort::pool::SizeClass { size, count })
     .collect();
-    config.pool.growth = ringfort::pool::Growth::Chunks { max_chunks: 16 };
     config.pool.registration = ringfort::pool::Registration::AllowUnregistered;
     let cpus = match args.cores {
         Some(n) => ringfort::cpus_for_cores(n),
@@ -131,6 +139,15 @@ fn main() {
         std::process::exit(1);
     });
     let cores = config.cpus.len();
+    let maxmemory = args.maxmemory.unwrap_or(cores as u64 * (1 << 30));
+    args.maxmemory = Some(maxmemory);
+    config.pool.growth = match arena_chunks(&config.pool, maxmemory, cores) {
+        Ok(max_chunks) => ringfort::pool::Growth::Chunks { max_chunks },
+        Err(e) => {
+            eprintln!("ringfort resp-server: {e}");
+            std::process::exit(1);
+        }
+    };
     cap_maxclients(&mut args, cores);
     if let Err(e) = server::prepare_dir(&args.dir, cores) {
         eprintln!("ringfort resp-server: {e}");
@@ -173,8 +190,9 @@ fn main() {
     }
     drop(reservation);
     println!(
-        "ringfort resp-server listening on {addr}: {cores} cores, memory {}, durability {:?}, data in {}",
+        "ringfort resp-server listening on {addr}: {cores} cores, memory {} (maxmemory {} MiB), durability {:?}, data in {}",
         shared.backing(),
+        maxmemory >> 20,
         args.durability,
         args.dir.display()
     );
@@ -186,6 +204,62 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Parses a size as Redis's configuration does: digits, then an optional unit (`k`,
+/// `m`, `g` are powers of 1000; `kb`, `mb`, `gb` powers of 1024; any case).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' (use b, k, kb, m, mb, g or gb)"
+            ))
+        }
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("'{s}' is not a size in bytes"))
+}
+
+/// The growth cap, in arena chunks, that gives each of `cores` cores its share of
+/// `maxmemory`; an error when a share is less than one chunk.
+fn arena_chunks(
+    pool: &ringfort::pool::PoolConfig,
+    maxmemory: u64,
+    cores: usize,
+) -> Result<usize, String> {
+    let chunk = pool.chunk_bytes().map_err(|e| e.to_string())? as u64;
+    let share = maxmemory / cores as u64;
+    let chunks = share / chunk;
+    if chunks == 0 {
+        return Err(format!(
+            "--maxmemory {maxmemory} gives each of the {cores} cores {share} B, less than \
+             one {} MiB arena chunk: use at least {}mb",
+            chunk >> 20,
+            (chunk * cores as u64).div_ceil(1 << 20)
+        ));
+    }
+    let max = ringfort::pool::MAX_CHUNKS as u64;
+    if chunks > max {
+        return Err(format!(
+            "--maxmemory {maxmemory} gives each core {chunks} arena chunks of {} MiB; at \
+             most {max} are supported ({}mb over {cores} cores)",
+            chunk >> 20,
+            (max * chunk * cores as u64) >> 20
+        ));
+    }
+    Ok(chunks as usize)
 }
 
 /// Descriptors kept back from clients: the engine's rings and eventfds, each shard's log
@@ -218,5 +292,36 @@ fn cap_maxclients(args: &mut Args, cores: usize) {
             reserved_fds(cores)
         );
         args.maxclients = room;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_redis_units() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("100kb"), Ok(100 << 10));
+        assert_eq!(parse_size("2k"), Ok(2000));
+        assert_eq!(parse_size("512MB"), Ok(512 << 20));
+        assert_eq!(parse_size("3g"), Ok(3_000_000_000));
+        assert_eq!(parse_size("4gb"), Ok(4 << 30));
+        assert!(parse_size("12tb").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("mb").is_err());
+        assert!(parse_size("99999999999999999999gb").is_err());
+    }
+
+    #[test]
+    fn maxmemory_splits_into_whole_chunks_per_core() {
+        let pool = ringfort::pool::PoolConfig::default();
+        let chunk = pool.chunk_bytes().unwrap() as u64;
+        assert_eq!(arena_chunks(&pool, 2 * 5 * chunk + 7, 2), Ok(5));
+        let e = arena_chunks(&pool, chunk, 2).unwrap_err();
+        assert!(e.contains("less than one"), "{e}");
+        assert!(arena_chunks(&pool, 1000 * chunk, 1)
+            .unwrap_err()
+            .contains("at most"));
     }
 }

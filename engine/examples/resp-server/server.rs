@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringfort::outbox::OutboxLimits;
-use ringfort::pool::BufChain;
+use ringfort::pool::{Arena, BufChain};
 use ringfort::reorder::Seq;
 use ringfort::wal::{Durability, Lsn, WalConfig};
 use ringfort::{CloseReason, ConnId, CoreId, Ctx, Engine, Handler, ListenerId, WalId};
@@ -99,6 +99,8 @@ struct CoreStats {
     last_checkpoint: AtomicU64,
     replayed: AtomicU64,
     wal_failures: AtomicU64,
+    /// Writes refused because the arena was down to its reserve.
+    oom_refused: AtomicU64,
 }
 
 /// State every core shares.
@@ -134,6 +136,11 @@ impl Shared {
             backing: Mutex::new(String::new()),
             last_wal_error: Mutex::new(String::new()),
         }
+    }
+
+    /// The memory budget over all cores (`--maxmemory`, resolved at start).
+    pub fn maxmemory(&self) -> u64 {
+        self.args.maxmemory.unwrap_or(u64::MAX)
     }
 
     fn report_ready(&self, result: Result<(), String>) {
@@ -322,6 +329,9 @@ pub struct Server {
     checkpointing: Option<Checkpointing>,
     last_checkpoint: Instant,
     listener: Option<ListenerId>,
+    /// [`commands::OOM_ERROR`], built at start: the reply to any request whose own reply
+    /// cannot be built because the arena is exhausted (cloning shares its block).
+    oom_reply: BufChain,
 }
 
 impl Server {
@@ -346,6 +356,7 @@ impl Server {
             checkpointing: None,
             last_checkpoint: Instant::now(),
             listener: None,
+            oom_reply: BufChain::new(0),
         }
     }
 
@@ -365,8 +376,10 @@ impl Server {
                 std::io::Read::read_exact(&mut r, &mut lsn_bytes)
                     .map_err(|e| format!("{}: {e}", ckpt.display()))?;
                 self.checkpoint_lsn = u64::from_le_bytes(lsn_bytes);
-                self.db = Db::read_checkpoint(&mut r, cx.arena())
-                    .map_err(|e| format!("{}: {e}", ckpt.display()))?;
+                self.db = Db::read_checkpoint(&mut r, cx.arena()).map_err(|e| {
+                    let hint = memory_hint(cx.arena());
+                    format!("{}: {e}{hint}", ckpt.display())
+                })?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{}: {e}", ckpt.display())),
@@ -402,6 +415,9 @@ impl Server {
                             )))
                         }
                     }
+                    // As at run time, so the data fits the budget it was accepted in (a
+                    // failed copy keeps the record's block; replay then fails, naming it).
+                    compact(arena, &mut args);
                     commands::replay(db, &args, arena).map_err(|e| {
                         ringfort::wal::WalError::Config(format!("replaying {}: {e}", rec.lsn))
                     })?;
@@ -409,7 +425,10 @@ impl Server {
                     Ok(())
                 },
             )
-            .map_err(|e| format!("opening the log in {}: {e}", self.dir.display()))?;
+            .map_err(|e| {
+                let hint = memory_hint(cx.arena());
+                format!("opening the log in {}: {e}{hint}", self.dir.display())
+            })?;
         self.wal = Some(wal);
         self.stats().replayed.store(replayed, Ordering::Relaxed);
         Ok(())
@@ -425,10 +444,14 @@ impl Server {
         }
     }
 
+    /// An error reply; when even that cannot be built (the arena is exhausted), the
+    /// prebuilt OOM error, so no request goes unanswered.
     fn error_reply(&self, cx: &Ctx<'_, Msg>, msg: &str) -> BufChain {
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
-        let _ = r.error(msg);
-        r.out
+        match r.error(msg) {
+            Ok(()) => r.out,
+            Err(_) => self.oom_reply.clone(),
+        }
     }
 
     fn reply(&mut self, cx: &mut Ctx<'_, Msg>, conn: ConnId, seq: Seq, reply: BufChain) {
@@ -453,10 +476,27 @@ impl Server {
         encoded.map(|()| r.out).map_err(|e| format!("ERR {e}"))
     }
 
+    /// Whether this shard is out of memory for writes: its arena is down to its reserve,
+    /// or its keyspace's estimated size has reached its share of `--maxmemory`.
+    fn memory_full(&self, arena: &Arena) -> bool {
+        let share = self.shared.maxmemory() / self.shared.cores as u64;
+        self.db.used_memory() as u64 >= share || memory_short(arena)
+    }
+
     /// Runs a command whose keys are all on this shard; returns the reply and, for a
     /// write, its encoded log record and how to take it back. A write whose record cannot
-    /// be encoded is taken back at once and answered with the error.
-    fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &[BufChain]) -> Executed {
+    /// be encoded is taken back at once and answered with the error. Small arguments are
+    /// first copied into this shard's arena, so a shard's data lives in its own arena (as
+    /// a restart's replay puts it). A command that may grow memory is refused with Redis's
+    /// OOM error while the arena is down to its reserve.
+    fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &mut [BufChain]) -> Executed {
+        // A value left uncompacted would pin its receive block, starving every
+        // connection's receives; so a failed copy refuses the write too.
+        let short = self.memory_full(cx.arena()) || !compact(cx.arena(), args);
+        if short && commands::denies_oom(args) {
+            self.stats().oom_refused.fetch_add(1, Ordering::Relaxed);
+            return (self.error_reply(cx, commands::OOM_ERROR), None);
+        }
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
         self.db.begin_journal();
         let result = commands::execute(&mut self.db, args, now_ms(), &mut r);
@@ -615,8 +655,7 @@ impl Server {
             }
             Part::DbSize => (PartResult::Count(self.db.len() as i64), None),
             Part::Write(mut args) => {
-                compact(cx, &mut args);
-                let (reply, record) = self.exec_here(cx, &args);
+                let (reply, record) = self.exec_here(cx, &mut args);
                 let bytes = reply.to_vec();
                 let result = match bytes.first() {
                     Some(b':') => PartResult::Count(
@@ -812,6 +851,13 @@ impl Server {
             let r = self.error_reply(cx, &e);
             return self.reply(cx, conn, seq, r);
         }
+        // Values too large to compact stay in this core's receive blocks wherever their key
+        // lives, so this arena is checked here as well as the owner's (in `exec_here`).
+        if memory_short(cx.arena()) && commands::denies_oom(&args) {
+            self.stats().oom_refused.fetch_add(1, Ordering::Relaxed);
+            let r = self.error_reply(cx, commands::OOM_ERROR);
+            return self.reply(cx, conn, seq, r);
+        }
         match name.as_str() {
             "PING" | "ECHO" | "QUIT" | "AUTH" | "SELECT" | "HELLO" | "CLIENT" | "COMMAND"
             | "CONFIG" | "INFO" | "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => {
@@ -893,9 +939,8 @@ impl Server {
             let r = self.error_reply(cx, &e);
             return self.reply(cx, conn, seq, r);
         }
-        compact(cx, &mut args);
         if owner == self.core {
-            let (reply, lsn) = self.exec_here(cx, &args);
+            let (reply, lsn) = self.exec_here(cx, &mut args);
             self.wait_or_send(cx, lsn, Waiter::Local { conn, seq, reply });
         } else {
             self.send_to(
@@ -1193,6 +1238,8 @@ impl Server {
             ("dir", a.dir.display().to_string()),
             ("databases", "1".into()),
             ("save", String::new()),
+            ("maxmemory", self.shared.maxmemory().to_string()),
+            ("maxmemory-policy", "noeviction".into()),
             ("appendonly", "no".into()),
             (
                 "appendfsync",
@@ -1244,10 +1291,12 @@ impl Server {
         }
         if want("memory") {
             let used = sum(|c| &c.used_memory);
+            let max = self.shared.maxmemory();
             let _ = write!(
                 out,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{:.2}M\r\nmem_allocator:ringfort-pool\r\nringfort_arena_backing:{}\r\n\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{:.2}M\r\nmaxmemory:{max}\r\nmaxmemory_human:{:.2}M\r\nmaxmemory_policy:noeviction\r\nmem_allocator:ringfort-pool\r\nringfort_arena_backing:{}\r\n\r\n",
                 used as f64 / (1 << 20) as f64,
+                max as f64 / (1 << 20) as f64,
                 self.shared.backing()
             );
         }
@@ -1268,13 +1317,14 @@ impl Server {
         if want("stats") {
             let _ = write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nringfort_oom_refused:{}\r\n\r\n",
                 sum(|c| &c.connections),
                 sum(|c| &c.commands),
                 sum(|c| &c.rejected),
                 sum(|c| &c.evicted_clients),
                 sum(|c| &c.channels),
-                sum(|c| &c.patterns)
+                sum(|c| &c.patterns),
+                sum(|c| &c.oom_refused)
             );
         }
         if want("keyspace") {
@@ -1443,10 +1493,43 @@ fn wal_config(durability: Durability, segment_size: u64, spares: usize) -> WalCo
 /// Values up to this size are copied into right-sized blocks before they are stored.
 const COMPACT_MAX: usize = 1024;
 
-/// Copies small arguments out of the receive blocks they arrived in: a stored value
-/// otherwise pins its whole 4 KiB (or 64 KiB) receive block. Large values keep their
-/// blocks (they fill them).
-fn compact(cx: &Ctx<'_, Msg>, args: &mut [BufChain]) {
+/// An arena class is short of memory when fewer than this fraction of its buffers at the
+/// cap can still be handed out: `1 / MEMORY_RESERVE_DIV`.
+const MEMORY_RESERVE_DIV: usize = 16;
+
+/// Whether some class of `arena` is down to its reserve. Writes that may grow memory are
+/// then refused (Redis's `noeviction` policy), so that the reserve stays for what must
+/// not fail: receives, replies, log batches, and a restart replaying this data.
+fn memory_short(arena: &Arena) -> bool {
+    let short = |a: &Arena| {
+        (0..)
+            .map_while(|class| a.headroom(class))
+            .any(|(available, at_cap)| available < at_cap / MEMORY_RESERVE_DIV)
+    };
+    // Buffers other cores have freed count only once reclaimed.
+    short(arena) && {
+        arena.reclaim();
+        short(arena)
+    }
+}
+
+/// What to add to a start-up error when loading the data ran the arena short.
+fn memory_hint(arena: &Arena) -> &'static str {
+    if memory_short(arena) {
+        " (the data needs more memory than --maxmemory gives each core: restart with a \
+         larger --maxmemory)"
+    } else {
+        ""
+    }
+}
+
+/// Copies small arguments out of the blocks they arrived in (receive blocks, or a log
+/// record's at replay) into right-sized blocks of `arena`: a stored value otherwise pins
+/// its whole 4 KiB (or 64 KiB) receive block. Large values keep their blocks (they fill
+/// them). Returns false when some copy failed for want of memory (that argument keeps
+/// its block).
+fn compact(arena: &Arena, args: &mut [BufChain]) -> bool {
+    let mut all = true;
     for a in args.iter_mut().skip(1) {
         if a.len() > COMPACT_MAX {
             continue;
@@ -1455,10 +1538,12 @@ fn compact(cx: &Ctx<'_, Msg>, args: &mut [BufChain]) {
         let n = a.len();
         a.copy_to_slice(0, &mut tmp[..n]);
         let mut c = BufChain::new(n);
-        if c.append_slice(cx.arena(), &tmp[..n]).is_ok() {
-            *a = c;
+        match c.append_slice(arena, &tmp[..n]) {
+            Ok(()) => *a = c,
+            Err(_) => all = false,
         }
     }
+    all
 }
 
 /// Writes `db` as of LSN `lsn` to `dir/checkpoint`: a temp file, fsync, rename, directory
@@ -1487,7 +1572,12 @@ impl Handler for Server {
         if self.core == 0 {
             *self.shared.backing.lock().unwrap() = cx.arena().report().backing().to_string();
         }
-        let result = self.recover(cx).and_then(|()| {
+        let mut oom = Reply::new(cx.arena(), MAX_REPLY);
+        let result = oom
+            .error(commands::OOM_ERROR)
+            .map_err(|e| format!("building the OOM reply: {e}"));
+        self.oom_reply = oom.out;
+        let result = result.and_then(|()| self.recover(cx)).and_then(|()| {
             cx.listen(self.shared.addr)
                 .map(|l| self.listener = Some(l))
                 .map_err(|e| format!("listening on {}: {e}", self.shared.addr))
@@ -1606,9 +1696,9 @@ impl Handler for Server {
                 origin,
                 conn,
                 seq,
-                args,
+                mut args,
             } => {
-                let (reply, lsn) = self.exec_here(cx, &args);
+                let (reply, lsn) = self.exec_here(cx, &mut args);
                 self.wait_or_send(
                     cx,
                     lsn,
