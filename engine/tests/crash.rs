@@ -290,12 +290,15 @@ fn crash_loop_with_torn_tails_loses_no_acknowledged_write() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let dir = temp_dir("crash");
-    // Small checkpoints, so checkpoints and log truncation race with the kills too.
+    // Small checkpoints, so checkpoints and log truncation race with the kills too; and
+    // room for the keyspace of a long release-mode run (arenas grow only as they fill).
     let args = [
         "--checkpoint-bytes",
         "262144",
         "--wal-segment-size",
         "75497472",
+        "--maxmemory",
+        "4gb",
     ];
     let mut oracle = Oracle {
         appends: (0..APPEND_KEYS).map(|_| AppendKey::default()).collect(),

@@ -818,9 +818,7 @@ impl Server {
         let n = raw.len().min(name_buf.len());
         raw.copy_to_slice(0, &mut name_buf[..n]);
         name_buf[..n].make_ascii_uppercase();
-        let name = std::str::from_utf8(&name_buf[..n])
-            .unwrap_or("")
-            .to_string();
+        let name = std::str::from_utf8(&name_buf[..n]).unwrap_or("");
         let Some(spec) = commands::lookup(&name_buf[..n]).filter(|_| raw.len() <= 32) else {
             let e = commands::unknown_command_error(&args);
             let r = self.error_reply(cx, &e);
@@ -833,14 +831,14 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client");
         if self.shared.args.requirepass.is_some()
             && !client.authed
-            && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT")
+            && !matches!(name, "AUTH" | "HELLO" | "QUIT")
         {
             let r = self.error_reply(cx, "NOAUTH Authentication required.");
             return self.reply(cx, conn, seq, r);
         }
         if client.subscriptions() > 0
             && !matches!(
-                name.as_str(),
+                name,
                 "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "PING" | "QUIT"
             )
         {
@@ -858,10 +856,10 @@ impl Server {
             let r = self.error_reply(cx, commands::OOM_ERROR);
             return self.reply(cx, conn, seq, r);
         }
-        match name.as_str() {
+        match name {
             "PING" | "ECHO" | "QUIT" | "AUTH" | "SELECT" | "HELLO" | "CLIENT" | "COMMAND"
             | "CONFIG" | "INFO" | "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" => {
-                let reply = self.connection_command(cx, conn, &name, &args);
+                let reply = self.connection_command(cx, conn, name, &args);
                 let _ = cx.reply(conn, seq, reply);
                 if self.clients.get(&conn).is_some_and(|c| c.quitting) {
                     cx.close(conn);
@@ -909,7 +907,7 @@ impl Server {
                 if single {
                     self.route(cx, conn, seq, first, args);
                 } else {
-                    self.multi_key(cx, conn, seq, &name, args);
+                    self.multi_key(cx, conn, seq, name, args);
                 }
             }
             _ => {

@@ -18,11 +18,16 @@ pub fn server_bin() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
+            let mut build = Command::new(cargo);
+            build
                 .args(["build", "-q", "-p", "ringfort", "--example", "resp-server"])
-                .args(["--features", "fault-injection"])
-                .status()
-                .expect("running cargo build");
+                .args(["--features", "fault-injection"]);
+            // The binary is looked up in this test binary's profile directory, so build
+            // that profile (`cargo test --release` must not run a stale release build).
+            if !cfg!(debug_assertions) {
+                build.arg("--release");
+            }
+            let status = build.status().expect("running cargo build");
             assert!(status.success(), "building the resp-server example failed");
             let exe = std::env::current_exe().unwrap();
             let target = exe.parent().unwrap().parent().unwrap();
