@@ -11,8 +11,10 @@
 //! 2. Each command reserves a reply slot on its connection (ordered pipelining), then runs
 //!    on the core that owns its key: locally, or through the engine's cross-core channel.
 //!    Multi-key commands split by shard and gather.
-//! 3. The owning shard runs it against its [`db::Db`] ([`commands::execute`]). A write
-//!    yields a deterministic log record, appended to the shard's write-ahead log.
+//! 3. The owning shard copies small arguments into its own arena, refuses a write that
+//!    may grow memory with Redis's OOM error once its share of `--maxmemory` is used, and
+//!    runs the command against its [`db::Db`] ([`commands::execute`]). A write yields a
+//!    deterministic log record, appended to the shard's write-ahead log.
 //! 4. Under `--durability sync` the reply waits until the record's group commit is synced;
 //!    then it goes back to the connection's core and leaves in request order.
 //! 5. Each shard checkpoints its keyspace in the background (temp file, fsync, rename,

@@ -99,7 +99,8 @@ struct CoreStats {
     last_checkpoint: AtomicU64,
     replayed: AtomicU64,
     wal_failures: AtomicU64,
-    /// Writes refused because the arena was down to its reserve.
+    /// Writes refused with the OOM error (the shard's `--maxmemory` share used, or an
+    /// arena class down to its reserve).
     oom_refused: AtomicU64,
 }
 
@@ -488,7 +489,7 @@ impl Server {
     /// be encoded is taken back at once and answered with the error. Small arguments are
     /// first copied into this shard's arena, so a shard's data lives in its own arena (as
     /// a restart's replay puts it). A command that may grow memory is refused with Redis's
-    /// OOM error while the arena is down to its reserve.
+    /// OOM error while the shard is out of memory ([`Server::memory_full`]).
     fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &mut [BufChain]) -> Executed {
         // A value left uncompacted would pin its receive block, starving every
         // connection's receives; so a failed copy refuses the write too.
