@@ -913,7 +913,7 @@ enum rf_status rf_wal_config_set_dsync(struct rf_wal_config *cfg, bool dsync);
 enum rf_status rf_wal_config_set_recovery(struct rf_wal_config *cfg, uint32_t mode);
 
 // Write segments with `O_DIRECT` (falling back, with a warning, where the file system
-// refuses it).
+// refuses it). On by default.
 //
 // # Safety
 // `cfg` is NULL or a live log configuration.

@@ -294,7 +294,7 @@ pub unsafe extern "C" fn rf_wal_config_set_recovery(
 }
 
 /// Write segments with `O_DIRECT` (falling back, with a warning, where the file system
-/// refuses it).
+/// refuses it). On by default.
 ///
 /// # Safety
 /// `cfg` is NULL or a live log configuration.

@@ -93,6 +93,25 @@
 //! iovecs, or a short write). `RWF_DSYNC` syncs every call. For the io_uring driver,
 //! `fdatasync` means one linked fsync SQE per group. `RWF_DSYNC` stays available for
 //! devices where FUA writes are cheaper.
+//!
+//! ## Direct I/O
+//!
+//! Segments are written with `O_DIRECT` by default (`direct_io`). Batches are already
+//! whole 4 KiB blocks in page-aligned pool buffers, so nothing changes but the copy into
+//! the page cache, which large records no longer pay. Measured with group commit through
+//! the blocking driver (2026-11-22; 3 s per run, buffered and direct alternated, 2 to 4
+//! runs each):
+//! - **1 MiB x1:** 438-468 MB/s buffered, 482-588 MB/s direct.
+//! - **1 MiB x16:** 404-446 records/s buffered, 613-653 direct.
+//! - **Small records, level:** 128 B x256, 256 B x16, 4 KiB x16 and 64 KiB x16 were
+//!   within each other's spread.
+//!
+//! On the engine's io_uring driver, ext4 can complete an `O_DIRECT` overwrite of a
+//! zero-filled segment without the io-wq worker thread that a buffered write needs.
+//! Measured on the RESP server, durable SET -P1 from 50 clients went from 44-45k to
+//! 49-50k/s on 2 cores, and from 55k to 65k/s on 1 core, at less CPU. At -P16 the two
+//! were level. A file system that refuses `O_DIRECT` (some FUSE ones) falls back to
+//! buffered writes with a warning.
 
 #![warn(missing_docs)]
 
