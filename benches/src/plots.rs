@@ -1,7 +1,7 @@
 //! The report's plots, as SVG files (plotters' SVG backend; text is left to the viewer's
 //! fonts).
 //!
-//! Three plots are sweeps: rows tagged with a [`Sweep`] of the plot give one point per side
+//! Three plots are sweeps: rows tagged with a [`Sweep`](crate::report::Sweep) of the plot give one point per side
 //! (ours and each peer), at the swept value, with the median as the point and the trials'
 //! p25..p75 as a vertical bar. Both axes are logarithmic, so an equal ratio is an equal
 //! distance anywhere on the plot. A physical limit measured in the same run is drawn as a

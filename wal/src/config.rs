@@ -71,7 +71,8 @@ pub struct WalConfig {
     pub recovery: RecoveryMode,
     /// Write segments with `O_DIRECT` (falls back to buffered writes, with a warning,
     /// where the file system refuses it). On by default: the crate docs have the
-    /// measurements.
+    /// measurements. Turn it off with [`Durability::Buffered`] or [`Durability::None`]
+    /// when bursts should land in the page cache rather than wait for the device.
     pub direct_io: bool,
     /// Segments removed by `truncate_prefix` kept as spares (up to this many) and reused
     /// for new segments instead of creating and preallocating files. Stale bytes in a
