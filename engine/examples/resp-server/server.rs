@@ -1493,9 +1493,6 @@ fn wal_config(durability: Durability, segment_size: u64, spares: usize) -> WalCo
     }
 }
 
-/// Values up to this size are copied into right-sized blocks before they are stored.
-const COMPACT_MAX: usize = 1024;
-
 /// An arena class is short of memory when fewer than this fraction of its buffers at the
 /// cap can still be handed out: `1 / MEMORY_RESERVE_DIV`.
 const MEMORY_RESERVE_DIV: usize = 16;
@@ -1526,24 +1523,30 @@ fn memory_hint(arena: &Arena) -> &'static str {
     }
 }
 
-/// Copies small arguments out of the blocks they arrived in (receive blocks, or a log
-/// record's at replay) into right-sized blocks of `arena`: a stored value otherwise pins
-/// its whole 4 KiB (or 64 KiB) receive block. Large values keep their blocks (they fill
-/// them). Returns false when some copy failed for want of memory (that argument keeps
-/// its block).
+/// An argument is compacted when the blocks it shares hold more than this many times its
+/// size (at least one 64 B block's worth).
+const PIN_RATIO: usize = 2;
+
+/// Copies arguments out of the blocks they arrived in (receive blocks, or a log record's at
+/// replay) into right-sized blocks of `arena` when keeping them would pin more than
+/// [`PIN_RATIO`] times their size: a 10 B value in a 4 KiB receive block, a 2 KiB value in
+/// a 64 KiB one. Values that fill their blocks (large ones) keep them: zero copy. Returns
+/// false when some copy failed for want of memory (that argument keeps its blocks).
 fn compact(arena: &Arena, args: &mut [BufChain]) -> bool {
     let mut all = true;
     for a in args.iter_mut().skip(1) {
-        if a.len() > COMPACT_MAX {
+        let pinned: usize = a.segments().map(|(block, _)| block.capacity()).sum();
+        if pinned <= PIN_RATIO * a.len().max(64) {
             continue;
         }
-        let mut tmp = [0u8; COMPACT_MAX];
-        let n = a.len();
-        a.copy_to_slice(0, &mut tmp[..n]);
-        let mut c = BufChain::new(n);
-        match c.append_slice(arena, &tmp[..n]) {
-            Ok(()) => *a = c,
-            Err(_) => all = false,
+        let mut c = BufChain::new(a.len());
+        if a.chunks()
+            .try_for_each(|piece| c.append_slice(arena, piece))
+            .is_ok()
+        {
+            *a = c;
+        } else {
+            all = false;
         }
     }
     all
