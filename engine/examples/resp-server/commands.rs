@@ -475,7 +475,23 @@ pub fn denies_oom(args: &[BufChain]) -> bool {
 /// request's blocks; only synthesized arguments (a name, `PXAT`, a number) take a block,
 /// one for all of them.
 #[derive(Clone, Debug)]
-pub struct LogRecord(pub Vec<BufChain>);
+pub enum LogRecord {
+    /// The first `n` arguments of the request, as they came: most writes log themselves,
+    /// and this builds no vector for them.
+    Request(usize),
+    /// Arguments built for the log.
+    Built(Vec<BufChain>),
+}
+
+impl LogRecord {
+    /// The record's arguments, given the request's.
+    pub fn args<'a>(&'a self, request: &'a [BufChain]) -> &'a [BufChain] {
+        match self {
+            LogRecord::Request(n) => &request[..*n],
+            LogRecord::Built(args) => args,
+        }
+    }
+}
 
 /// The spec of the top-level command `name` (any case); allocates nothing.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
@@ -695,18 +711,19 @@ fn set_record(
     args: &[BufChain],
     expire_at: Option<u64>,
 ) -> Result<LogRecord, PoolError> {
+    let Some(at) = expire_at else {
+        return Ok(LogRecord::Request(3));
+    };
     let mut record = args[..3].to_vec();
-    if let Some(at) = expire_at {
-        let mut t = itoa_buf(at as i64);
-        record.extend(synth(arena, [b"PXAT".as_slice(), t.format()])?);
-    }
-    Ok(LogRecord(record))
+    let mut t = itoa_buf(at as i64);
+    record.extend(synth(arena, [b"PXAT".as_slice(), t.format()])?);
+    Ok(LogRecord::Built(record))
 }
 
 /// `DEL key`.
 fn del_record(arena: &Arena, key: &BufChain) -> Result<LogRecord, PoolError> {
     let [name] = synth(arena, [b"DEL".as_slice()])?;
-    Ok(LogRecord(vec![name, key.clone()]))
+    Ok(LogRecord::Built(vec![name, key.clone()]))
 }
 
 type Outcome = Result<Option<LogRecord>, PoolError>;
@@ -979,7 +996,7 @@ impl Exec<'_, '_> {
         if n == 0 {
             return self.int(0);
         }
-        let record = LogRecord(self.args.to_vec());
+        let record = LogRecord::Request(self.args.len());
         self.reply.integer(n as i64)?;
         for k in keys {
             self.db.del(&k.key_bytes(), self.now);
@@ -1012,7 +1029,7 @@ impl Exec<'_, '_> {
         if self.args.len() % 2 == 0 {
             return self.fail(&arity_error(self.spec));
         }
-        let record = LogRecord(self.args.to_vec());
+        let record = LogRecord::Request(self.args.len());
         self.reply.simple("OK")?;
         for pair in self.args[1..].chunks_exact(2) {
             self.db.set(&pair[0].key_bytes(), pair[1].clone(), None);
@@ -1038,14 +1055,15 @@ impl Exec<'_, '_> {
         let (value, record) = match expire_at {
             None => {
                 let [name, value] = synth(arena, [b"SET".as_slice(), digits])?;
-                let record = LogRecord(vec![name, self.args[1].clone(), value.clone()]);
+                let record = LogRecord::Built(vec![name, self.args[1].clone(), value.clone()]);
                 (value, record)
             }
             Some(at) => {
                 let mut t = itoa_buf(at as i64);
                 let [name, value, px, at] =
                     synth(arena, [b"SET".as_slice(), digits, b"PXAT", t.format()])?;
-                let record = LogRecord(vec![name, self.args[1].clone(), value.clone(), px, at]);
+                let record =
+                    LogRecord::Built(vec![name, self.args[1].clone(), value.clone(), px, at]);
                 (value, record)
             }
         };
@@ -1067,10 +1085,10 @@ impl Exec<'_, '_> {
         }
         let arena = self.reply.arena();
         let record = if current.is_some() {
-            LogRecord(self.args.to_vec())
+            LogRecord::Request(self.args.len())
         } else {
             let [name] = synth(arena, [b"SET".as_slice()])?;
-            LogRecord(vec![name, self.args[1].clone(), data.clone()])
+            LogRecord::Built(vec![name, self.args[1].clone(), data.clone()])
         };
         self.reply.integer(new_len as i64)?;
         self.db.append(&key, data, arena, self.now)?;
@@ -1146,7 +1164,7 @@ impl Exec<'_, '_> {
         }
         let mut t = itoa_buf(when);
         let [name, at] = synth(arena, [b"PEXPIREAT".as_slice(), t.format()])?;
-        let record = LogRecord(vec![name, self.args[1].clone(), at]);
+        let record = LogRecord::Built(vec![name, self.args[1].clone(), at]);
         self.reply.integer(1)?;
         self.db.set_expire(&key, Some(when as u64), self.now);
         Ok(Some(record))
@@ -1187,7 +1205,7 @@ impl Exec<'_, '_> {
         let key = self.args[1].key_bytes();
         match self.db.get_with_expiry(&key, self.now) {
             Some((_, Some(_))) => {
-                let record = LogRecord(self.args.to_vec());
+                let record = LogRecord::Request(self.args.len());
                 self.reply.integer(1)?;
                 self.db.set_expire(&key, None, self.now);
                 Ok(Some(record))
@@ -1207,7 +1225,7 @@ impl Exec<'_, '_> {
         if !ok {
             return self.fail(SYNTAX);
         }
-        let record = (self.db.len() > 0).then(|| LogRecord(vec![self.args[0].clone()]));
+        let record = (self.db.len() > 0).then(|| LogRecord::Built(vec![self.args[0].clone()]));
         self.reply.simple("OK")?;
         self.db.flush();
         Ok(record)
@@ -2984,11 +3002,17 @@ mod tests {
         args.iter().map(|a| all.split_to(a.len())).collect()
     }
 
-    fn exec(arena: &Arena, db: &mut Db, now: u64, args: &[&[u8]]) -> (Vec<u8>, Option<LogRecord>) {
+    /// Runs one command; its reply, and its log record's arguments.
+    fn exec(
+        arena: &Arena,
+        db: &mut Db,
+        now: u64,
+        args: &[&[u8]],
+    ) -> (Vec<u8>, Option<Vec<BufChain>>) {
         let argv = argv(arena, args);
         let mut reply = Reply::new(arena, 1 << 30);
         let record = execute(db, &argv, now, &mut reply).unwrap();
-        (reply.out.to_vec(), record)
+        (reply.out.to_vec(), record.map(|r| r.args(&argv).to_vec()))
     }
 
     fn show(args: &[&[u8]]) -> Vec<String> {
@@ -2997,8 +3021,8 @@ mod tests {
             .collect()
     }
 
-    fn record_text(r: &LogRecord) -> Vec<String> {
-        r.0.iter()
+    fn record_text(r: &[BufChain]) -> Vec<String> {
+        r.iter()
             .map(|a| String::from_utf8_lossy(&a.to_vec()).into_owned())
             .collect()
     }
@@ -3038,7 +3062,7 @@ mod tests {
                 show(args)
             );
             if let Some(r) = record {
-                replay(&mut replayed, &r.0, &arena).unwrap();
+                replay(&mut replayed, &r, &arena).unwrap();
             }
         }
         let keys = keys_of(&steps.iter().map(|(a, _)| *a).collect::<Vec<_>>());
@@ -3901,7 +3925,7 @@ mod tests {
         ];
         for (args, want) in cases {
             let (_, record) = exec(&arena, &mut db, NOW, args);
-            let got = record.as_ref().map(record_text).unwrap_or_default();
+            let got = record.as_deref().map(record_text).unwrap_or_default();
             assert_eq!(got, *want, "record of {:?}", show(args));
         }
     }
@@ -3944,7 +3968,7 @@ mod tests {
         }
         let mut recovered = Db::read_checkpoint(&mut checkpoint.as_slice(), &arena).unwrap();
         for r in &records {
-            replay(&mut recovered, &r.0, &arena).unwrap();
+            replay(&mut recovered, r, &arena).unwrap();
         }
         let end = NOW + 2000;
         let keys = keys_of(&steps.iter().map(|(_, a)| *a).collect::<Vec<_>>());
@@ -4061,7 +4085,7 @@ mod tests {
         assert!(writes > 1_000, "only {writes} writes");
         let mut recovered = Db::read_checkpoint(&mut checkpoint.as_slice(), &arena).unwrap();
         for r in &records {
-            replay(&mut recovered, &r.0, &arena).unwrap();
+            replay(&mut recovered, r, &arena).unwrap();
         }
         let keys: Vec<Vec<u8>> = words.iter().map(|w| w.to_vec()).collect();
         assert_same(&mut live, &mut recovered, &keys, now);

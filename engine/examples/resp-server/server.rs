@@ -463,13 +463,19 @@ impl Server {
         }
     }
 
-    /// Appends `record` to this shard's log; the LSN to wait for, or an error text.
-    /// Encodes `record` as a RESP command for the log (arguments shared, not copied).
-    fn encode(&self, cx: &Ctx<'_, Msg>, record: LogRecord) -> Result<BufChain, String> {
+    /// Encodes `record` (of the command `request`) as a RESP command for the log: large
+    /// arguments shared, small ones copied into one segment.
+    fn encode(
+        &self,
+        cx: &Ctx<'_, Msg>,
+        record: &LogRecord,
+        request: &[BufChain],
+    ) -> Result<BufChain, String> {
+        let args = record.args(request);
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
         let encoded = (|| {
-            r.array(record.0.len())?;
-            for a in &record.0 {
+            r.array(args.len())?;
+            for a in args {
                 r.bulk_chain(a)?;
             }
             Ok::<_, ringfort::pool::PoolError>(())
@@ -505,7 +511,7 @@ impl Server {
         match result {
             Ok(Some(record)) => {
                 let out = r.out;
-                match self.encode(cx, record) {
+                match self.encode(cx, &record, args) {
                     Ok(rec) => (out, Some((rec, undo))),
                     Err(e) => {
                         self.db.undo(&undo);
