@@ -81,6 +81,17 @@ fn a_full_budget_refuses_writes_with_oom_and_keeps_serving() {
     assert_eq!(srv.info_field("ringfort_oom_refused"), refused.to_string());
     assert_eq!(srv.info_field("maxmemory"), (160u64 << 20).to_string());
     assert_eq!(srv.info_field("maxmemory_policy"), "noeviction");
+    // INFO names the class that ran short: "256B AVAILABLE/AT_CAP core N".
+    let tight = srv.info_field("ringfort_arena_tightest");
+    let (size, rest) = tight.split_once("B ").unwrap_or_else(|| panic!("{tight}"));
+    let (available, at_cap) = rest
+        .split_once(" core ")
+        .and_then(|(counts, _)| counts.split_once('/'))
+        .unwrap_or_else(|| panic!("{tight}"));
+    let (available, at_cap): (u64, u64) = (available.parse().unwrap(), at_cap.parse().unwrap());
+    assert_eq!(size, "256", "{tight}");
+    assert!(available < at_cap / 16 + PIPELINE as u64, "{tight}");
+    assert!(srv.info_field("used_memory_rss").parse::<u64>().unwrap() > 80 << 20);
 
     // Reads and deletes are not refused; other writes are.
     for &i in stored.iter().step_by(997) {

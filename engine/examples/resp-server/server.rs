@@ -102,6 +102,11 @@ struct CoreStats {
     /// Writes refused with the OOM error (the shard's `--maxmemory` share used, or an
     /// arena class down to its reserve).
     oom_refused: AtomicU64,
+    /// The arena class nearest exhaustion: its block size, the blocks it can still hand
+    /// out, and its blocks at the cap.
+    tight_size: AtomicU64,
+    tight_available: AtomicU64,
+    tight_at_cap: AtomicU64,
 }
 
 /// State every core shares.
@@ -1297,10 +1302,30 @@ impl Server {
         if want("memory") {
             let used = sum(|c| &c.used_memory);
             let max = self.shared.maxmemory();
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            // The class nearest its reserve on any core: what the next OOM refusal is about.
+            let tight = s
+                .iter()
+                .enumerate()
+                .map(|(core, c)| {
+                    let at_cap = load(&c.tight_at_cap).max(1);
+                    (load(&c.tight_available) * 1024 / at_cap, core, c)
+                })
+                .min_by_key(|&(ratio, ..)| ratio)
+                .map(|(_, core, c)| {
+                    format!(
+                        "{}B {}/{} core {core}",
+                        load(&c.tight_size),
+                        load(&c.tight_available),
+                        load(&c.tight_at_cap)
+                    )
+                })
+                .unwrap_or_default();
             let _ = write!(
                 out,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{:.2}M\r\nmaxmemory:{max}\r\nmaxmemory_human:{:.2}M\r\nmaxmemory_policy:noeviction\r\nmem_allocator:ringfort-pool\r\nringfort_arena_backing:{}\r\n\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{:.2}M\r\nmaxmemory_policy:noeviction\r\nmem_allocator:ringfort-pool\r\nringfort_arena_backing:{}\r\nringfort_arena_tightest:{tight}\r\n\r\n",
                 used as f64 / (1 << 20) as f64,
+                resident_bytes(),
                 max as f64 / (1 << 20) as f64,
                 self.shared.backing()
             );
@@ -1462,6 +1487,16 @@ impl Server {
             .store(self.db.expires_len() as u64, Ordering::Relaxed);
         s.used_memory
             .store(self.db.used_memory() as u64, Ordering::Relaxed);
+        let arena = cx.arena();
+        let tightest = arena
+            .class_sizes()
+            .zip((0..).map_while(|class| arena.headroom(class)))
+            .min_by_key(|&(_, (available, at_cap))| available * 1024 / at_cap.max(1));
+        if let Some((size, (available, at_cap))) = tightest {
+            s.tight_size.store(size as u64, Ordering::Relaxed);
+            s.tight_available.store(available as u64, Ordering::Relaxed);
+            s.tight_at_cap.store(at_cap as u64, Ordering::Relaxed);
+        }
         s.clients
             .store(self.clients.len() as u64, Ordering::Relaxed);
         s.channels
@@ -1517,6 +1552,16 @@ fn memory_short(arena: &Arena) -> bool {
         arena.reclaim();
         short(arena)
     }
+}
+
+/// The process's resident memory (`/proc/self/statm`), or 0 where it cannot be read.
+fn resident_bytes() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
 }
 
 /// What to add to a start-up error when loading the data ran the arena short.
