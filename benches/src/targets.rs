@@ -295,7 +295,7 @@ fn check(c: Check, row: &Row) -> Verdict {
                     (goal > lsum.median && row.ours.median <= lsum.median).then(|| {
                         format!(
                             "; the goal ({goal:.0} {}) lies beyond {lname} ({:.0}), which bounds \
-                         any implementation in this run",
+                             any implementation in this run",
                             row.metric, lsum.median
                         )
                     })

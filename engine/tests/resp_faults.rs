@@ -75,8 +75,6 @@ fn a_failed_fsync_fails_its_write_takes_it_back_and_the_log_carries_on() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Three segment preallocations in a row find the disk full (injected ENOSPC): each write
-/// meanwhile gets the error, reads keep working, and the fourth attempt succeeds.
 /// Asserts that `times` SETs in a row are refused with the log's ENOSPC error and taken
 /// back, while reads (`key` holds `value`) and PING keep working.
 fn refused_for_space(s: &mut std::net::TcpStream, times: usize, key: &[u8], value: &[u8]) {
@@ -92,6 +90,8 @@ fn refused_for_space(s: &mut std::net::TcpStream, times: usize, key: &[u8], valu
     }
 }
 
+/// Three segment preallocations in a row find the disk full (injected ENOSPC): each write
+/// meanwhile gets the error, reads keep working, and the fourth attempt succeeds.
 #[test]
 fn injected_enospc_fails_writers_until_space_returns() {
     let dir = temp_dir("fault-enospc");

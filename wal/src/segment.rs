@@ -172,8 +172,7 @@ pub fn prepare_segment<D: Dir>(dir: &D, plan: &CreatePlan) -> Result<D::File, Io
 /// it is held only for a listing and the rename), and the directory is synced. One call at
 /// a time per directory. A leftover `PREPARING_SPARE` from a crash is removed first. With
 /// `paced` (a background build beside a live log) the zeros are written at a bounded share
-/// of the device ([`SegmentFile::zero_fill`]). Returns how many it
-/// built.
+/// of the device ([`SegmentFile::zero_fill`]). Returns how many it built.
 pub fn make_zeroed_spares<D: Dir>(
     dir: &D,
     dir_lock: &Mutex<()>,

@@ -457,17 +457,22 @@ impl CommandSpec {
     pub fn is_write(&self) -> bool {
         self.flags & flag::WRITE != 0
     }
+
+    /// Whether the command may grow memory (Redis's `denyoom` flag), so that it is refused
+    /// with [`OOM_ERROR`] when memory is short.
+    pub fn denies_oom(&self) -> bool {
+        self.flags & flag::DENYOOM != 0
+    }
 }
 
 /// Redis's refusal of a command that may grow memory when memory is short.
 pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether the command named by `args[0]` may grow memory (Redis's `denyoom` flag), so
-/// that it is refused with [`OOM_ERROR`] when memory is short.
+/// Whether the command named by `args[0]` may grow memory ([`CommandSpec::denies_oom`]).
 pub fn denies_oom(args: &[BufChain]) -> bool {
     args.first()
         .and_then(lookup_chain)
-        .is_some_and(|s| s.flags & flag::DENYOOM != 0)
+        .is_some_and(CommandSpec::denies_oom)
 }
 
 /// A write in the deterministic form to append to the WAL: the arguments of a command

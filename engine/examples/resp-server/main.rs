@@ -116,9 +116,9 @@ fn main() {
         .init();
     let mut args = Args::parse();
     let mut config = EngineConfig::default();
-    // Small classes so small values are stored compactly (see `server::compact`), and a
-    // larger growth cap: the keyspace lives in the arena. Registration falls back (and
-    // says so) when RLIMIT_MEMLOCK cannot cover it, rather than refusing to start.
+    // Small classes so small values are stored compactly (see `server::compact`); the
+    // growth cap comes from `--maxmemory` below. Registration falls back (and says so)
+    // when RLIMIT_MEMLOCK cannot cover the arena, rather than refusing to start.
     config.pool.classes = [
         (64, 131072),
         (256, 32768),

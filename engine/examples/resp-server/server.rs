@@ -450,6 +450,13 @@ impl Server {
         }
     }
 
+    /// Counts a write refused for want of memory and returns its reply, the prebuilt OOM
+    /// error (a clone shares its block: nothing is allocated).
+    fn refuse_for_memory(&self) -> BufChain {
+        self.stats().oom_refused.fetch_add(1, Ordering::Relaxed);
+        self.oom_reply.clone()
+    }
+
     /// An error reply; when even that cannot be built (the arena is exhausted), the
     /// prebuilt OOM error, so no request goes unanswered.
     fn error_reply(&self, cx: &Ctx<'_, Msg>, msg: &str) -> BufChain {
@@ -503,11 +510,11 @@ impl Server {
     /// OOM error while the shard is out of memory ([`Server::memory_full`]).
     fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &mut [BufChain]) -> Executed {
         // A value left uncompacted would pin its receive block, starving every
-        // connection's receives; so a failed copy refuses the write too.
+        // connection's receives; so a failed copy refuses the write too. When memory is
+        // already full nothing is copied: only commands that store nothing go on.
         let short = self.memory_full(cx.arena()) || !compact(cx.arena(), args);
         if short && commands::denies_oom(args) {
-            self.stats().oom_refused.fetch_add(1, Ordering::Relaxed);
-            return (self.error_reply(cx, commands::OOM_ERROR), None);
+            return (self.refuse_for_memory(), None);
         }
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
         self.db.begin_journal();
@@ -863,9 +870,8 @@ impl Server {
         }
         // Values too large to compact stay in this core's receive blocks wherever their key
         // lives, so this arena is checked here as well as the owner's (in `exec_here`).
-        if memory_short(cx.arena()) && commands::denies_oom(&args) {
-            self.stats().oom_refused.fetch_add(1, Ordering::Relaxed);
-            let r = self.error_reply(cx, commands::OOM_ERROR);
+        if spec.denies_oom() && memory_short(cx.arena()) {
+            let r = self.refuse_for_memory();
             return self.reply(cx, conn, seq, r);
         }
         match name {
@@ -1308,10 +1314,10 @@ impl Server {
                 .iter()
                 .enumerate()
                 .map(|(core, c)| {
-                    let at_cap = load(&c.tight_at_cap).max(1);
-                    (load(&c.tight_available) * 1024 / at_cap, core, c)
+                    let room = room_per_mille(load(&c.tight_available), load(&c.tight_at_cap));
+                    (room, core, c)
                 })
-                .min_by_key(|&(ratio, ..)| ratio)
+                .min_by_key(|&(room, ..)| room)
                 .map(|(_, core, c)| {
                     format!(
                         "{}B {}/{} core {core}",
@@ -1491,7 +1497,9 @@ impl Server {
         let tightest = arena
             .class_sizes()
             .zip((0..).map_while(|class| arena.headroom(class)))
-            .min_by_key(|&(_, (available, at_cap))| available * 1024 / at_cap.max(1));
+            .min_by_key(|&(_, (available, at_cap))| {
+                room_per_mille(available as u64, at_cap as u64)
+            });
         if let Some((size, (available, at_cap))) = tightest {
             s.tight_size.store(size as u64, Ordering::Relaxed);
             s.tight_available.store(available as u64, Ordering::Relaxed);
@@ -1552,6 +1560,11 @@ fn memory_short(arena: &Arena) -> bool {
         arena.reclaim();
         short(arena)
     }
+}
+
+/// How much of a class is still available, in thousandths of its buffers at the cap.
+fn room_per_mille(available: u64, at_cap: u64) -> u64 {
+    available * 1000 / at_cap.max(1)
 }
 
 /// The process's resident memory (`/proc/self/statm`), or 0 where it cannot be read.
