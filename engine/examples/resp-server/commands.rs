@@ -468,13 +468,6 @@ impl CommandSpec {
 /// Redis's refusal of a command that may grow memory when memory is short.
 pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
-/// Whether the command named by `args[0]` may grow memory ([`CommandSpec::denies_oom`]).
-pub fn denies_oom(args: &[BufChain]) -> bool {
-    args.first()
-        .and_then(lookup_chain)
-        .is_some_and(CommandSpec::denies_oom)
-}
-
 /// A write in the deterministic form to append to the WAL: the arguments of a command
 /// that [`replay`] accepts (see the module docs for the forms). The chains share the
 /// request's blocks; only synthesized arguments (a name, `PXAT`, a number) take a block,
@@ -526,7 +519,8 @@ fn lookup_path(name: &[u8]) -> Option<&'static CommandSpec> {
     }
 }
 
-fn lookup_chain(name: &BufChain) -> Option<&'static CommandSpec> {
+/// The spec of the top-level command named by `name` (any case); allocates nothing.
+pub fn lookup_chain(name: &BufChain) -> Option<&'static CommandSpec> {
     let mut buf = [0u8; 32];
     let n = name.len();
     if n > buf.len() {

@@ -76,26 +76,41 @@ impl<'a> Reply<'a> {
     /// most [`COPY_MAX`] bytes, when header, payload and trailer are copied into one
     /// segment (one block and one iovec instead of three).
     pub fn bulk_chain(&mut self, value: &BufChain) -> Result<(), PoolError> {
+        // Two stack sizes, so that a short value does not pay for zeroing a 1 KiB buffer.
+        if value.len() <= SHORT_BULK {
+            let mut buf = [0u8; SHORT_BULK + BULK_FRAMING];
+            let at = put_bulk(&mut buf, 0, value);
+            return self.raw(&buf[..at]);
+        }
         if value.len() <= COPY_MAX {
-            let mut buf = [0u8; COPY_MAX + 24];
-            let mut len_text = itoa_buf(value.len() as i64);
-            let digits = len_text.format();
-            buf[0] = b'$';
-            buf[1..1 + digits.len()].copy_from_slice(digits);
-            let mut at = 1 + digits.len();
-            buf[at..at + 2].copy_from_slice(b"\r\n");
-            at += 2;
-            for c in value.chunks() {
-                buf[at..at + c.len()].copy_from_slice(c);
-                at += c.len();
-            }
-            buf[at..at + 2].copy_from_slice(b"\r\n");
-            return self.raw(&buf[..at + 2]);
+            let mut buf = [0u8; COPY_MAX + BULK_FRAMING];
+            let at = put_bulk(&mut buf, 0, value);
+            return self.raw(&buf[..at]);
         }
         self.number_line(b'$', value.len() as i64)?;
         let mut shared = value.clone();
         self.out.append(&mut shared)?;
         self.raw(b"\r\n")
+    }
+
+    /// A command as RESP sends it, an array of bulk strings: arguments up to
+    /// [`SHORT_BULK`] bytes are gathered on the stack and copied in together, longer ones
+    /// go through [`Reply::bulk_chain`].
+    pub fn command(&mut self, args: &[BufChain]) -> Result<(), PoolError> {
+        let mut buf = [0u8; 4 * (SHORT_BULK + BULK_FRAMING)];
+        let mut at = put_number_line(&mut buf, 0, b'*', args.len());
+        for a in args {
+            if a.len() > SHORT_BULK || at + a.len() + BULK_FRAMING > buf.len() {
+                self.raw(&buf[..at])?;
+                at = 0;
+            }
+            if a.len() > SHORT_BULK {
+                self.bulk_chain(a)?;
+            } else {
+                at = put_bulk(&mut buf, at, a);
+            }
+        }
+        self.raw(&buf[..at])
     }
 
     /// `$-1`.
@@ -107,6 +122,35 @@ impl<'a> Reply<'a> {
     pub fn array(&mut self, n: usize) -> Result<(), PoolError> {
         self.number_line(b'*', n as i64)
     }
+}
+
+/// Bulk values up to this size are framed in a small stack buffer.
+pub const SHORT_BULK: usize = 128;
+/// The most bytes a bulk adds around its value: `$`, 20 digits and two CRLFs.
+const BULK_FRAMING: usize = 25;
+
+/// Writes `prefix`, `n` and CRLF into `buf` at `at`; returns the new end.
+fn put_number_line(buf: &mut [u8], at: usize, prefix: u8, n: usize) -> usize {
+    let mut text = itoa_buf(n as i64);
+    let digits = text.format();
+    buf[at] = prefix;
+    let mut end = at + 1;
+    buf[end..end + digits.len()].copy_from_slice(digits);
+    end += digits.len();
+    buf[end..end + 2].copy_from_slice(b"\r\n");
+    end + 2
+}
+
+/// Writes `value` as a bulk string into `buf` at `at` (room for it plus
+/// [`BULK_FRAMING`] is the caller's to ensure); returns the new end.
+fn put_bulk(buf: &mut [u8], at: usize, value: &BufChain) -> usize {
+    let mut end = put_number_line(buf, at, b'$', value.len());
+    for c in value.chunks() {
+        buf[end..end + c.len()].copy_from_slice(c);
+        end += c.len();
+    }
+    buf[end..end + 2].copy_from_slice(b"\r\n");
+    end + 2
 }
 
 /// A stack buffer for formatting an integer without allocating.
@@ -187,7 +231,7 @@ mod tests {
     #[test]
     fn a_small_bulk_chain_is_one_segment() {
         let a = arena();
-        for n in [0, 1, 64, COPY_MAX] {
+        for n in [0, 1, 64, SHORT_BULK, SHORT_BULK + 1, COPY_MAX] {
             let mut v = BufChain::new(1 << 20);
             // In two pieces, so the copy must walk the chunks.
             v.append_slice(&a, &vec![3u8; n / 2]).unwrap();
@@ -216,5 +260,40 @@ mod tests {
         assert!(bytes.starts_with(b"$100000\r\n"));
         assert!(bytes.ends_with(b"\r\n"));
         assert_eq!(bytes.len(), 9 + 100_000 + 2);
+    }
+
+    #[test]
+    fn a_command_encodes_every_argument_whatever_its_size() {
+        let a = arena();
+        // Sizes around each threshold, and enough short arguments to overflow the stack
+        // buffer several times.
+        let mut sizes = vec![
+            3,
+            0,
+            SHORT_BULK,
+            SHORT_BULK + 1,
+            COPY_MAX,
+            COPY_MAX + 1,
+            70_000,
+        ];
+        sizes.extend(std::iter::repeat_n(SHORT_BULK - 5, 20));
+        let args: Vec<BufChain> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let mut v = BufChain::new(1 << 20);
+                v.append_slice(&a, &vec![b'a' + (i % 26) as u8; n]).unwrap();
+                v
+            })
+            .collect();
+        let mut r = Reply::new(&a, 1 << 20);
+        r.command(&args).unwrap();
+        let mut want = format!("*{}\r\n", args.len()).into_bytes();
+        for v in &args {
+            want.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
+            want.extend(v.to_vec());
+            want.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(r.out.to_vec(), want);
     }
 }
