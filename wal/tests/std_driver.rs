@@ -83,6 +83,50 @@ fn concurrent_durable_appends_come_back_in_order() {
     }
 }
 
+/// More appenders than waiter slots, and records that fill the batches: appenders wait
+/// for a slot and for batch room (the `space` condition), and every one must be woken.
+/// A lost wakeup leaves an appender blocked, which the join deadline reports.
+#[test]
+fn appenders_beyond_the_waiter_and_batch_bounds_all_finish() {
+    let tmp = TempDir::new("bounds");
+    let cfg = WalConfig {
+        max_waiters: 2,
+        max_batches: 2,
+        ..common::small_config()
+    };
+    let (wal, _, _) = reopen(&tmp, cfg.clone());
+    let wal = Arc::new(wal);
+    let (done, finished) = std::sync::mpsc::channel();
+    let handles: Vec<_> = (0..12u64)
+        .map(|w| {
+            let wal = Arc::clone(&wal);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u64 {
+                    let p = common::payload(w * 1000 + i, 6_000 + (i as usize * 911) % 9_000);
+                    wal.append(&p).unwrap();
+                }
+                done.send(w).unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..12 {
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("an appender is still blocked after 120 s: a lost wakeup");
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(wal.next_lsn(), 481);
+    assert_eq!(wal.acked_lsn(), 481, "every record acknowledged");
+    let wal = Arc::try_unwrap(wal).ok().unwrap();
+    wal.close().unwrap();
+    let (_, got, report) = reopen(&tmp, cfg);
+    assert_eq!(report.tail, Tail::Clean);
+    assert_eq!(got.len(), 480);
+}
+
 #[test]
 fn every_durability_mode_round_trips() {
     for durability in [Durability::Sync, Durability::Buffered, Durability::None] {

@@ -9,7 +9,8 @@
 //! them with `pwritev2`. Under `fdatasync` syncing, it hands the written group to a
 //! syncer thread and goes on to the next group, so up to `syncs_in_flight` syncs run on
 //! the device at once; the syncer takes the lock when its sync returns, completes the
-//! plans and wakes exactly the slots whose records are now acknowledged or failed. (The
+//! plans, releases the lock and only then wakes exactly the slots whose records are now
+//! acknowledged or failed, so a woken appender does not at once block on the lock. (The
 //! core acknowledges in LSN order, so a group that syncs first still waits for the
 //! groups before it.) `RWF_DSYNC` and unsynced groups complete on the flusher thread.
 //! Records appended while groups are on the device form the next group, so N concurrent
@@ -87,6 +88,9 @@ struct State<F> {
     syncers_exit: bool,
     /// Plan vectors for the next groups, so that a group allocates nothing.
     plan_vecs: Vec<Vec<WritePlan>>,
+    /// Appenders waiting on `space`: with none, nothing needs notifying (a notify is a
+    /// system call, and most appends free a slot).
+    space_waiters: usize,
 }
 
 impl<F> State<F> {
@@ -129,9 +133,11 @@ impl<D: Dir> Shared<D> {
         }
     }
 
-    /// Applies a completion: wakes the slots it acknowledged or failed (counting them in
-    /// `woken`).
-    fn settle(&self, st: &mut State<D::File>, p: Progress) {
+    /// Applies a completion: records the outcome of the slots it acknowledged or failed
+    /// (counting them in `woken`) and adds them to `wake`, for [`Shared::wake`] once the
+    /// lock is released. (Woken under the lock, each appender would at once block on it
+    /// again: twice the context switches, on the path every durable append takes.)
+    fn settle(&self, st: &mut State<D::File>, p: Progress, wake: &mut Vec<u32>) {
         if let Some(f) = &p.failed {
             if self.config.durability == Durability::None {
                 st.deferred = Some(f.error.clone());
@@ -149,10 +155,32 @@ impl<D: Dir> Shared<D> {
                 _ => return true,
             };
             s.outcome = Some(outcome);
-            self.slot_cvs[i as usize].notify_one();
+            wake.push(i);
             false
         });
         *woken += before - busy.len();
+    }
+
+    /// Waits on `space`, counted in `space_waiters`.
+    fn wait_space<'a>(&self, mut st: Guard<'a, D>) -> Guard<'a, D> {
+        st.space_waiters += 1;
+        st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
+        st.space_waiters -= 1;
+        st
+    }
+
+    /// Wakes the appenders waiting on `space`, if any.
+    fn notify_space(&self, st: &State<D::File>) {
+        if st.space_waiters > 0 {
+            self.space.notify_all();
+        }
+    }
+
+    /// Wakes the appenders of the slots in `wake` (call without the lock held).
+    fn wake(&self, wake: &mut Vec<u32>) {
+        for i in wake.drain(..) {
+            self.slot_cvs[i as usize].notify_one();
+        }
     }
 
     /// Marks the log stopped and wakes every thread that waits on it.
@@ -165,16 +193,18 @@ impl<D: Dir> Shared<D> {
         self.work.notify_all();
     }
 
-    /// Completes a group's plans with `result` and returns the plan vector for reuse.
+    /// Completes a group's plans with `result` and returns the plan vector for reuse; the
+    /// slots to wake go to `wake`, as in [`Shared::settle`].
     fn complete(
         &self,
         st: &mut State<D::File>,
         mut plans: Vec<WritePlan>,
         result: Result<(), IoFailure>,
+        wake: &mut Vec<u32>,
     ) {
         for plan in plans.drain(..) {
             let p = st.core.complete_write(plan, result.clone());
-            self.settle(st, p);
+            self.settle(st, p, wake);
         }
         st.plan_vecs.push(plans);
     }
@@ -258,6 +288,7 @@ impl<D: Dir> Wal<D> {
                 plan_vecs: (0..groups + 1)
                     .map(|_| Vec::with_capacity(groups))
                     .collect(),
+                space_waiters: 0,
             }),
             work: Condvar::new(),
             sync_work: Condvar::new(),
@@ -328,7 +359,7 @@ impl<D: Dir> Wal<D> {
                 Ok(lsn) => break lsn,
                 Err(WalError::Full(_)) => {
                     sh.kick(&mut st);
-                    st = sh.space.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st = sh.wait_space(st);
                 }
                 Err(e) => {
                     if let Some(i) = slot {
@@ -352,11 +383,7 @@ impl<D: Dir> Wal<D> {
             if let Some(i) = st.free.pop() {
                 return Ok((st, i));
             }
-            st = self
-                .shared
-                .space
-                .wait(st)
-                .unwrap_or_else(|e| e.into_inner());
+            st = self.shared.wait_space(st);
         }
     }
 
@@ -372,7 +399,7 @@ impl<D: Dir> Wal<D> {
         loop {
             if let Some(outcome) = st.slots[i as usize].outcome.take() {
                 st.free.push(i);
-                sh.space.notify_all();
+                sh.notify_space(&st);
                 return outcome.map_err(WalError::Failed);
             }
             if st.stopped {
@@ -586,11 +613,12 @@ fn rounds<D: Dir>(
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(lim.max_batches);
     let mut sizes = GroupSizes::new(lim.segment_size);
     let mut st = sh.lock();
+    let mut wake = Vec::with_capacity(st.slots.len());
     let mut sealed_end = st.core.next_lsn();
     loop {
         if st.core.wants_blocks() {
             match st.core.refill(arena) {
-                Ok(n) if n > 0 => sh.space.notify_all(),
+                Ok(n) if n > 0 => sh.notify_space(&st),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("ringfort-wal: refilling the block reserve: {e}"),
             }
@@ -647,7 +675,12 @@ fn rounds<D: Dir>(
                 st.syncing += 1;
                 sh.sync_work.notify_one();
             }
-            result => sh.complete(&mut st, plans, result.map(drop)),
+            result => {
+                sh.complete(&mut st, plans, result.map(drop), &mut wake);
+                drop(st);
+                sh.wake(&mut wake);
+                st = sh.lock();
+            }
         }
         if let Some(plan) = create {
             while st.syncing > 0 && !st.stopped {
@@ -661,9 +694,12 @@ fn rounds<D: Dir>(
             sizes.new_segment();
             st = sh.lock();
             let p = st.core.complete_create(plan, r);
-            sh.settle(&mut st, p);
+            sh.settle(&mut st, p, &mut wake);
+            drop(st);
+            sh.wake(&mut wake);
+            st = sh.lock();
         }
-        sh.space.notify_all();
+        sh.notify_space(&st);
     }
 }
 
@@ -680,6 +716,7 @@ fn prepare_spares<D: Dir>(sh: &Shared<D>, size: u64, paced: bool) {
 fn syncer<D: Dir>(sh: &Shared<D>) {
     let _stop = SyncerStop(sh);
     let mut st = sh.lock();
+    let mut wake = Vec::with_capacity(st.slots.len());
     loop {
         let Some(SyncJob { written, plans }) = st.to_sync.pop_front() else {
             if st.syncers_exit {
@@ -695,10 +732,16 @@ fn syncer<D: Dir>(sh: &Shared<D>) {
         drop(written);
         st = sh.lock();
         st.last_sync = took;
-        sh.complete(&mut st, plans, result);
+        sh.complete(&mut st, plans, result, &mut wake);
         st.syncing -= 1;
+        let space_waiters = st.space_waiters > 0;
+        drop(st);
+        sh.wake(&mut wake);
         sh.work.notify_one();
-        sh.space.notify_all();
+        if space_waiters {
+            sh.space.notify_all();
+        }
+        st = sh.lock();
     }
 }
 
