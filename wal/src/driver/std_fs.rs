@@ -8,8 +8,10 @@
 //! appended so far into batches, releases the lock, frames and checksums them and writes
 //! them with `pwritev2`. Under `fdatasync` syncing, it hands the written group to a
 //! syncer thread and goes on to the next group, so up to `syncs_in_flight` syncs run on
-//! the device at once; the syncer takes the lock when its sync returns, completes the
-//! plans, releases the lock and only then wakes exactly the slots whose records are now
+//! the device at once. (When no other group is syncing and nothing new waits to be
+//! written, it syncs the group itself: a lone appender then wakes one thread per record,
+//! not two.) The syncer takes the lock when its sync returns, completes the plans,
+//! releases the lock and only then wakes exactly the slots whose records are now
 //! acknowledged or failed, so a woken appender does not at once block on the lock. (The
 //! core acknowledges in LSN order, so a group that syncs first still waits for the
 //! groups before it.) `RWF_DSYNC` and unsynced groups complete on the flusher thread.
@@ -670,6 +672,24 @@ fn rounds<D: Dir>(
         }
         st = sh.lock();
         match written {
+            // Nothing else on the device and nothing new to write: sync here rather than
+            // wake a syncer thread, which for a lone appender is one more sleeping thread
+            // to wake per record.
+            Ok(Some(written))
+                if sync == SyncKind::Data && st.syncing == 0 && !st.core.has_work() =>
+            {
+                drop(st);
+                let started = Instant::now();
+                let result = written.sync();
+                let took = started.elapsed();
+                drop(written);
+                st = sh.lock();
+                st.last_sync = took;
+                sh.complete(&mut st, plans, result, &mut wake);
+                drop(st);
+                sh.wake(&mut wake);
+                st = sh.lock();
+            }
             Ok(Some(written)) if sync == SyncKind::Data => {
                 st.to_sync.push_back(SyncJob { written, plans });
                 st.syncing += 1;
