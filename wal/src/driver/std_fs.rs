@@ -678,14 +678,7 @@ fn rounds<D: Dir>(
             Ok(Some(written))
                 if sync == SyncKind::Data && st.syncing == 0 && !st.core.has_work() =>
             {
-                drop(st);
-                let started = Instant::now();
-                let result = written.sync();
-                let took = started.elapsed();
-                drop(written);
-                st = sh.lock();
-                st.last_sync = took;
-                sh.complete(&mut st, plans, result, &mut wake);
+                st = sync_group(sh, st, SyncJob { written, plans }, &mut wake);
                 drop(st);
                 sh.wake(&mut wake);
                 st = sh.lock();
@@ -732,27 +725,40 @@ fn prepare_spares<D: Dir>(sh: &Shared<D>, size: u64, paced: bool) {
     }
 }
 
+/// Syncs a written group with the lock released, then completes it and notes how long the
+/// sync took. Returns with the lock held and the slots to wake in `wake`.
+fn sync_group<'a, D: Dir>(
+    sh: &'a Shared<D>,
+    st: Guard<'a, D>,
+    job: SyncJob<D::File>,
+    wake: &mut Vec<u32>,
+) -> Guard<'a, D> {
+    drop(st);
+    let SyncJob { written, plans } = job;
+    let started = Instant::now();
+    let result = written.sync();
+    let took = started.elapsed();
+    drop(written);
+    let mut st = sh.lock();
+    st.last_sync = took;
+    sh.complete(&mut st, plans, result, wake);
+    st
+}
+
 /// A syncer thread: syncs written groups and completes them, until told to exit.
 fn syncer<D: Dir>(sh: &Shared<D>) {
     let _stop = SyncerStop(sh);
     let mut st = sh.lock();
     let mut wake = Vec::with_capacity(st.slots.len());
     loop {
-        let Some(SyncJob { written, plans }) = st.to_sync.pop_front() else {
+        let Some(job) = st.to_sync.pop_front() else {
             if st.syncers_exit {
                 return;
             }
             st = sh.sync_work.wait(st).unwrap_or_else(|e| e.into_inner());
             continue;
         };
-        drop(st);
-        let started = Instant::now();
-        let result = written.sync();
-        let took = started.elapsed();
-        drop(written);
-        st = sh.lock();
-        st.last_sync = took;
-        sh.complete(&mut st, plans, result, &mut wake);
+        st = sync_group(sh, st, job, &mut wake);
         st.syncing -= 1;
         let space_waiters = st.space_waiters > 0;
         drop(st);
