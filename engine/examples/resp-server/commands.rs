@@ -728,16 +728,19 @@ fn del_record(arena: &Arena, key: &BufChain) -> Result<LogRecord, PoolError> {
 type Outcome = Result<Option<LogRecord>, PoolError>;
 
 /// Runs one keyspace command on `db` at `now_ms` (unix ms) and writes its reply; returns
-/// the record to log if the command changed the keyspace. `args[0]` is the name in any
-/// case. Unknown commands and wrong argument counts get Redis's errors. Connection and
-/// pub/sub commands ([`Scope::Connection`], [`Scope::PubSub`]) other than `PING` and
-/// `ECHO` are the handler's and get an error here. On `Err` the keyspace is unchanged;
-/// see the module docs.
-pub fn execute(db: &mut Db, args: &[BufChain], now_ms: u64, reply: &mut Reply) -> Outcome {
-    let Some(spec) = args.first().and_then(lookup_chain) else {
-        reply.error(&unknown_command_error(args))?;
-        return Ok(None);
-    };
+/// the record to log if the command changed the keyspace. `spec` is `args[0]`'s (see
+/// [`lookup_chain`]): the caller looks it up once, to route the command too. Wrong
+/// argument counts get Redis's errors. Connection and pub/sub commands
+/// ([`Scope::Connection`], [`Scope::PubSub`]) other than `PING` and `ECHO` are the
+/// handler's and get an error here. On `Err` the keyspace is unchanged; see the module
+/// docs.
+pub fn execute(
+    db: &mut Db,
+    spec: &'static CommandSpec,
+    args: &[BufChain],
+    now_ms: u64,
+    reply: &mut Reply,
+) -> Outcome {
     if let Err(msg) = check_arity(spec, args.len()) {
         reply.error(&msg)?;
         return Ok(None);
@@ -3001,6 +3004,11 @@ mod tests {
         args.iter().map(|a| all.split_to(a.len())).collect()
     }
 
+    /// The spec of a known command's arguments.
+    fn spec_of(args: &[BufChain]) -> &'static CommandSpec {
+        lookup_chain(&args[0]).expect("a known command")
+    }
+
     /// Runs one command; its reply, and its log record's arguments.
     fn exec(
         arena: &Arena,
@@ -3010,7 +3018,14 @@ mod tests {
     ) -> (Vec<u8>, Option<Vec<BufChain>>) {
         let argv = argv(arena, args);
         let mut reply = Reply::new(arena, 1 << 30);
-        let record = execute(db, &argv, now, &mut reply).unwrap();
+        // An unknown name is answered before execution, as the server's handler does.
+        let record = match lookup_chain(&argv[0]) {
+            Some(spec) => execute(db, spec, &argv, now, &mut reply).unwrap(),
+            None => {
+                reply.error(&unknown_command_error(&argv)).unwrap();
+                None
+            }
+        };
         (reply.out.to_vec(), record.map(|r| r.args(&argv).to_vec()))
     }
 
@@ -3653,7 +3668,7 @@ mod tests {
                 )
             );
         }
-        // Through execute, as a reply.
+        // As a reply.
         let mut db = Db::new();
         let (got, record) = exec(&arena, &mut db, NOW, &[b"foo", b"a", b"b"]);
         assert_eq!(
@@ -4206,7 +4221,7 @@ mod tests {
         let args = argv(&arena, &[b"set", b"big", &big]);
         let value_blocks: Vec<*const u8> = args[2].chunks().map(<[u8]>::as_ptr).collect();
         let mut reply = Reply::new(&arena, 1 << 30);
-        execute(&mut db, &args, NOW, &mut reply).unwrap();
+        execute(&mut db, spec_of(&args), &args, NOW, &mut reply).unwrap();
         let stored: Vec<*const u8> = db
             .get(b"big", NOW)
             .unwrap()
@@ -4215,7 +4230,8 @@ mod tests {
             .collect();
         assert_eq!(stored, value_blocks);
         let mut reply = Reply::new(&arena, 1 << 30);
-        execute(&mut db, &argv(&arena, &[b"get", b"big"]), NOW, &mut reply).unwrap();
+        let get = argv(&arena, &[b"get", b"big"]);
+        execute(&mut db, spec_of(&get), &get, NOW, &mut reply).unwrap();
         assert!(reply
             .out
             .chunks()
@@ -4251,12 +4267,14 @@ mod tests {
         }
         for args in [&incr, &append] {
             let mut reply = Reply::new(&arena, 1 << 20);
-            assert!(execute(&mut db, args, NOW, &mut reply).is_err());
+            assert!(execute(&mut db, spec_of(args), args, NOW, &mut reply).is_err());
             assert_eq!(db.get(b"n", NOW).unwrap().to_vec(), b"41");
         }
         drop(hoard);
         let mut reply = Reply::new(&arena, 1 << 20);
-        assert!(execute(&mut db, &incr, NOW, &mut reply).unwrap().is_some());
+        assert!(execute(&mut db, spec_of(&incr), &incr, NOW, &mut reply)
+            .unwrap()
+            .is_some());
         assert_eq!(db.get(b"n", NOW).unwrap().to_vec(), b"42");
     }
 

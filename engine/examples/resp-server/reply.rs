@@ -100,15 +100,17 @@ impl<'a> Reply<'a> {
         let mut buf = [0u8; 4 * (SHORT_BULK + BULK_FRAMING)];
         let mut at = put_number_line(&mut buf, 0, b'*', args.len());
         for a in args {
-            if a.len() > SHORT_BULK || at + a.len() + BULK_FRAMING > buf.len() {
+            if a.len() > SHORT_BULK {
+                self.raw(&buf[..at])?;
+                at = 0;
+                self.bulk_chain(a)?;
+                continue;
+            }
+            if at + a.len() + BULK_FRAMING > buf.len() {
                 self.raw(&buf[..at])?;
                 at = 0;
             }
-            if a.len() > SHORT_BULK {
-                self.bulk_chain(a)?;
-            } else {
-                at = put_bulk(&mut buf, at, a);
-            }
+            at = put_bulk(&mut buf, at, a);
         }
         self.raw(&buf[..at])
     }

@@ -18,7 +18,7 @@ use ringfort::wal::{Durability, Lsn, WalConfig};
 use ringfort::{CloseReason, ConnId, CoreId, Ctx, Engine, Handler, ListenerId, WalId};
 use slab::Slab;
 
-use crate::commands::{self, LogRecord};
+use crate::commands::{self, CommandSpec, LogRecord};
 use crate::db::{Db, Undo};
 use crate::protocol::{Limits, Parser};
 use crate::reply::Reply;
@@ -271,6 +271,8 @@ pub enum Msg {
         origin: CoreId,
         conn: ConnId,
         seq: Seq,
+        /// `args[0]`'s spec, looked up once on the receiving core.
+        spec: &'static CommandSpec,
         args: Vec<BufChain>,
     },
     /// A reply to deliver on this core.
@@ -536,21 +538,25 @@ impl Server {
     /// first copied into this shard's arena, so a shard's data lives in its own arena (as
     /// a restart's replay puts it). A command that may grow memory is refused with Redis's
     /// OOM error while the shard is out of memory ([`Server::memory_full`]).
-    fn exec_here(&mut self, cx: &mut Ctx<'_, Msg>, args: &mut [BufChain]) -> Executed {
+    fn exec_here(
+        &mut self,
+        cx: &mut Ctx<'_, Msg>,
+        spec: &'static CommandSpec,
+        args: &mut [BufChain],
+    ) -> Executed {
         // A value left uncompacted would pin its receive block, starving every
         // connection's receives; so a failed copy refuses the write too. When memory is
         // already full nothing is copied: only commands that store nothing go on. A read
         // keeps nothing, so its arguments are not copied.
-        let spec = args.first().and_then(commands::lookup_chain);
-        if spec.is_some_and(|s| s.is_write()) {
+        if spec.is_write() {
             let short = self.memory_full(cx.arena()) || !compact(cx.arena(), args);
-            if short && spec.is_some_and(|s| s.denies_oom()) {
+            if short && spec.denies_oom() {
                 return (self.refuse_for_memory(), None);
             }
         }
         let mut r = Reply::new(cx.arena(), MAX_REPLY);
         self.db.begin_journal();
-        let result = commands::execute(&mut self.db, args, now_ms(), &mut r);
+        let result = commands::execute(&mut self.db, spec, args, now_ms(), &mut r);
         let undo = self.db.end_journal();
         match result {
             Ok(Some(record)) => {
@@ -706,7 +712,12 @@ impl Server {
             }
             Part::DbSize => (PartResult::Count(self.db.len() as i64), None),
             Part::Write(mut args) => {
-                let (reply, record) = self.exec_here(cx, &mut args);
+                // The server builds these parts from known commands (DEL, MSET, FLUSHALL).
+                let Some(spec) = args.first().and_then(commands::lookup_chain) else {
+                    let e = commands::unknown_command_error(&args);
+                    return (PartResult::Error(e), None);
+                };
+                let (reply, record) = self.exec_here(cx, spec, &mut args);
                 let bytes = reply.to_vec();
                 let result = match bytes.first() {
                     Some(b':') => PartResult::Count(
@@ -955,7 +966,7 @@ impl Server {
                     .step_by(step)
                     .all(|k| shard_of(k, shards) == first);
                 if single {
-                    self.route(cx, conn, seq, first, args);
+                    self.route(cx, conn, seq, first, spec, args);
                 } else {
                     self.multi_key(cx, conn, seq, name, args);
                 }
@@ -966,7 +977,7 @@ impl Server {
                 } else {
                     self.core
                 };
-                self.route(cx, conn, seq, owner, args);
+                self.route(cx, conn, seq, owner, spec, args);
             }
         }
     }
@@ -977,6 +988,7 @@ impl Server {
         conn: ConnId,
         seq: Seq,
         owner: CoreId,
+        spec: &'static CommandSpec,
         mut args: Vec<BufChain>,
     ) {
         let size: usize = args.iter().map(|a| a.len()).sum();
@@ -988,7 +1000,7 @@ impl Server {
             return self.reply(cx, conn, seq, r);
         }
         if owner == self.core {
-            let (reply, lsn) = self.exec_here(cx, &mut args);
+            let (reply, lsn) = self.exec_here(cx, spec, &mut args);
             self.wait_or_send(cx, lsn, Waiter::Local { conn, seq, reply });
         } else {
             self.send_to(
@@ -998,6 +1010,7 @@ impl Server {
                     origin: self.core,
                     conn,
                     seq,
+                    spec,
                     args,
                 },
             );
@@ -1798,9 +1811,10 @@ impl Handler for Server {
                 origin,
                 conn,
                 seq,
+                spec,
                 mut args,
             } => {
-                let (reply, lsn) = self.exec_here(cx, &mut args);
+                let (reply, lsn) = self.exec_here(cx, spec, &mut args);
                 self.wait_or_send(
                     cx,
                     lsn,
