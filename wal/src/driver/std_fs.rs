@@ -185,6 +185,17 @@ impl<D: Dir> Shared<D> {
         }
     }
 
+    /// Releases the lock, wakes the slots in `wake`, and takes the lock again (at once when
+    /// there is no one to wake).
+    fn wake_unlocked<'a>(&'a self, st: Guard<'a, D>, wake: &mut Vec<u32>) -> Guard<'a, D> {
+        if wake.is_empty() {
+            return st;
+        }
+        drop(st);
+        self.wake(wake);
+        self.lock()
+    }
+
     /// Marks the log stopped and wakes every thread that waits on it.
     fn stop(&self) {
         self.lock().stopped = true;
@@ -679,9 +690,7 @@ fn rounds<D: Dir>(
                 if sync == SyncKind::Data && st.syncing == 0 && !st.core.has_work() =>
             {
                 st = sync_group(sh, st, SyncJob { written, plans }, &mut wake);
-                drop(st);
-                sh.wake(&mut wake);
-                st = sh.lock();
+                st = sh.wake_unlocked(st, &mut wake);
             }
             Ok(Some(written)) if sync == SyncKind::Data => {
                 st.to_sync.push_back(SyncJob { written, plans });
@@ -690,9 +699,7 @@ fn rounds<D: Dir>(
             }
             result => {
                 sh.complete(&mut st, plans, result.map(drop), &mut wake);
-                drop(st);
-                sh.wake(&mut wake);
-                st = sh.lock();
+                st = sh.wake_unlocked(st, &mut wake);
             }
         }
         if let Some(plan) = create {
@@ -708,9 +715,7 @@ fn rounds<D: Dir>(
             st = sh.lock();
             let p = st.core.complete_create(plan, r);
             sh.settle(&mut st, p, &mut wake);
-            drop(st);
-            sh.wake(&mut wake);
-            st = sh.lock();
+            st = sh.wake_unlocked(st, &mut wake);
         }
         sh.notify_space(&st);
     }
